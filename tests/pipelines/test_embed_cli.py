@@ -1,0 +1,99 @@
+"""The command line of pipelines/embed.py (parsing only; the run itself is in test_embed_job.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from textbatch.jobs.embed import DEFAULT_OUTPUT, SAMPLE_CORPUS, TINY_MODEL, EmbedOptions
+
+SCRIPT = Path(__file__).resolve().parents[2] / "pipelines" / "embed.py"
+
+
+@pytest.fixture(scope="module")
+def cli():
+    spec = importlib.util.spec_from_file_location("embed_pipeline", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_arguments_mean_the_bundled_sample(cli):
+    options = cli.parse_args([])
+    assert options == EmbedOptions()
+    assert (options.input, options.model, options.output) == (str(SAMPLE_CORPUS), str(TINY_MODEL), DEFAULT_OUTPUT)
+
+
+def test_every_option_reaches_the_job(cli):
+    options = cli.parse_args(
+        [
+            "--input",
+            "s3://bucket/texts/",
+            "--output",
+            "gs://bucket/out/",
+            "--model",
+            "FacebookAI/xlm-roberta-base",
+            "--text-column",
+            "body",
+            "--id-column",
+            "doc_id",
+            "--pooling",
+            "cls",
+            "--no-normalize",
+            "--max-length",
+            "128",
+            "--batch-tokens",
+            "2048",
+            "--model-actors",
+            "3",
+            "--tokenizer-actors",
+            "5",
+            "--dtype",
+            "bfloat16",
+        ]
+    )
+    assert options == EmbedOptions(
+        input="s3://bucket/texts/",
+        output="gs://bucket/out/",
+        model="FacebookAI/xlm-roberta-base",
+        text_column="body",
+        id_column="doc_id",
+        pooling="cls",
+        normalize=False,
+        max_length=128,
+        batch_tokens=2048,
+        model_actors=3,
+        tokenizer_actors=5,
+        dtype="bfloat16",
+    )
+
+
+def test_help_and_bad_values(cli, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.parse_args(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for option in (
+        "--input",
+        "--output",
+        "--model",
+        "--text-column",
+        "--id-column",
+        "--pooling",
+        "--normalize",
+        "--no-normalize",
+        "--max-length",
+        "--batch-tokens",
+        "--model-actors",
+        "--tokenizer-actors",
+        "--dtype",
+    ):
+        assert option in text
+    with pytest.raises(SystemExit) as done:
+        cli.parse_args(["--batch-tokens", "0"])
+    assert done.value.code == 2
+    assert "batch_tokens must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--pooling", "max"])

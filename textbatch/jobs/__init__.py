@@ -1,0 +1,1 @@
+"""Jobs as Python functions: build a Ray Data plan from options, run it, return a summary."""

@@ -1,0 +1,30 @@
+"""Ray Data steps, one concern per file: read, tokenize, predict (batching + pooling inside), write.
+
+Names are imported on first use, so the pure modules (`batching`, `columns`) load without Ray or JAX.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "read_texts": "read",
+    "resolve_input": "read",
+    "Tokenize": "tokenize",
+    "PredictEmbeddings": "predict",
+    "EmbeddingParquetDatasink": "write",
+    "OUTPUT_COLUMNS": "write",
+    "read_run_metadata": "write",
+    "bucket_lengths": "batching",
+    "plan_batches": "batching",
+    "require_columns": "columns",
+    "MissingColumnError": "columns",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"textbatch.operators.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

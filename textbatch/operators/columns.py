@@ -1,0 +1,28 @@
+"""The one check every operator makes first: are the columns it needs in the batch?
+
+Failing here, with the operator's name and the columns that are there, beats a KeyError deep inside a Ray actor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+
+class MissingColumnError(KeyError):
+    """A batch lacks a column an operator needs."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0])
+
+
+def require_columns(table: pa.Table, needed: Iterable[str], operator: str) -> None:
+    """Raise `MissingColumnError` naming the first column of `needed` that `table` lacks."""
+    present = table.column_names
+    for name in needed:
+        if name not in present:
+            raise MissingColumnError(
+                f"{operator} needs a column {name!r}, but the batch has only {present}. "
+                f"Check the column options of the job (e.g. --text-column / --id-column)."
+            )

@@ -1,0 +1,30 @@
+"""Sentence vectors from token states, as pure JAX functions meant to run inside the compiled model call.
+
+Mean pooling averages the states of every real token, `<s>` and `</s>` included (the attention mask's ones), as
+sentence-transformers does for XLM-R; `cls` takes the state of the first token, `<s>`.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+POOLINGS = ("mean", "cls")
+
+
+def pool(hidden: jnp.ndarray, mask: jnp.ndarray, pooling: str) -> jnp.ndarray:
+    """`hidden` [batch, len, hidden], `mask` [batch, len] of 0/1 -> [batch, hidden] in float32."""
+    hidden = hidden.astype(jnp.float32)
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":
+        weights = mask.astype(jnp.float32)[..., None]  # [batch, len, 1]
+        total = jnp.sum(hidden * weights, axis=1)  # [batch, hidden]
+        count = jnp.maximum(jnp.sum(weights, axis=1), 1.0)  # [batch, 1]; a row without tokens stays finite
+        return total / count
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+def l2_normalize(vectors: jnp.ndarray, eps: float = 1e-12) -> jnp.ndarray:
+    """Scale each row to unit length; an all-zero row stays zero."""
+    norms = jnp.sqrt(jnp.sum(vectors * vectors, axis=-1, keepdims=True))
+    return vectors / jnp.maximum(norms, eps)

@@ -1,0 +1,155 @@
+"""Read step: Parquet (a file, a folder, a glob, any fsspec URL) or a `datasets` `save_to_disk` folder -> (id, text).
+
+The input is resolved on the driver first (list the files, read the first file's schema), so a wrong path, a missing
+column or a non-text column fails at once with a message naming it, before any Ray task starts.
+
+Local paths are made absolute, because Ray workers do not share the driver's working directory. `memory://` URLs
+resolve here but cannot be read by Ray workers (each process has its own memory filesystem); use a local folder, a
+`file://`, `s3://` or `gs://` URL instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import posixpath
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from textbatch.operators.datasets_folder import (
+    ArrowStreamDatasource,
+    arrow_file_schema,
+    datasets_arrow_files,
+    is_datasets_folder,
+)
+
+logger = logging.getLogger(__name__)
+
+ID = "id"
+TEXT = "text"
+_GLOB_CHARS = "*?["
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFiles:
+    """What `--input` resolved to: the data files, their format and the filesystem that holds them."""
+
+    where: str  # the input as the user wrote it, for messages
+    kind: str  # "parquet" or "arrow"
+    paths: tuple[str, ...]  # paths on `fs` (no protocol)
+    fs: fsspec.AbstractFileSystem
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def schema(self) -> pa.Schema:
+        """Schema of the first file (the others are checked by the readers as they go)."""
+        first = self.paths[0]
+        if self.kind == "arrow":
+            return arrow_file_schema(self.fs, first)
+        try:
+            with self.fs.open(first, "rb") as handle:
+                return pq.read_schema(handle)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise ValueError(f"{self.fs.unstrip_protocol(first)} is not a readable Parquet file: {error}") from error
+
+
+def _is_data_file(path: str) -> bool:
+    # Spark/Hadoop leave _SUCCESS, .crc and similar files beside the data.
+    name = posixpath.basename(path)
+    return not name.startswith(("_", ".")) and name.endswith((".parquet", ".parq", ".pq"))
+
+
+def resolve_input(input_path: str | os.PathLike) -> InputFiles:
+    """List the data files of `input_path`. Raises FileNotFoundError/ValueError naming the input when there are none."""
+    where = os.fspath(input_path)
+    if "://" not in where:
+        where = os.path.abspath(os.path.expanduser(where))
+    fs, path = fsspec.core.url_to_fs(where)
+    if any(char in path for char in _GLOB_CHARS):
+        matches = sorted(match for match in fs.glob(path) if fs.isfile(match))
+        arrow = [match for match in matches if match.endswith(".arrow")]
+        parquet = [match for match in matches if _is_data_file(match)]
+        if parquet and arrow:
+            raise ValueError(f"--input {where!r} matches both Parquet and Arrow files; narrow the pattern to one kind")
+        if not matches or not (parquet or arrow):
+            raise FileNotFoundError(f"--input {where!r} matches no .parquet or .arrow files")
+        return InputFiles(where, "arrow" if arrow else "parquet", tuple(arrow or parquet), fs)
+    if fs.isdir(path):
+        if is_datasets_folder(fs, path):
+            return InputFiles(where, "arrow", tuple(datasets_arrow_files(fs, path, where)), fs)
+        files = sorted(file for file in fs.find(path) if _is_data_file(file))
+        if not files:
+            raise FileNotFoundError(
+                f"--input {where!r} is a folder with no .parquet files (and no state.json of a datasets folder)"
+            )
+        return InputFiles(where, "parquet", tuple(files), fs)
+    if fs.isfile(path):
+        return InputFiles(where, "arrow" if path.endswith(".arrow") else "parquet", (path,), fs)
+    raise FileNotFoundError(f"--input {where!r}: no such file or folder")
+
+
+def check_text_columns(schema: pa.Schema, text_column: str, id_column: str, where: str) -> None:
+    """Fail early when the id or text column is missing, or the text column does not hold text."""
+    if text_column == id_column:
+        raise ValueError(f"--text-column and --id-column are both {text_column!r}; they must name two columns")
+    for option, name in (("--id-column", id_column), ("--text-column", text_column)):
+        if name not in schema.names:
+            raise KeyError(f"{where} has no column {name!r} ({option}); its columns are {schema.names}")
+    kind = schema.field(text_column).type
+    texty = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    if hasattr(pa.types, "is_string_view"):
+        texty += (pa.types.is_string_view, pa.types.is_binary_view)
+    if not any(test(kind) for test in texty):
+        raise TypeError(
+            f"column {text_column!r} of {where} has type {kind}; the text column must hold strings "
+            f"(pick another with --text-column)"
+        )
+
+
+def _arrow_filesystem(files: InputFiles):
+    """None for local files (Ray's own local filesystem), else the same fsspec filesystem that listed the files."""
+    if files.is_local:
+        return None
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    return PyFileSystem(FSSpecHandler(files.fs))
+
+
+def read_texts(
+    input_path: str | os.PathLike,
+    *,
+    text_column: str = TEXT,
+    id_column: str = ID,
+    num_cpus: float | None = None,
+):
+    """A Ray Dataset with columns `id` and `text` (renamed from `id_column`/`text_column`), one row per input row.
+
+    `num_cpus` is what each read task reserves (Ray's default is 1).
+    """
+    import ray.data
+
+    files = resolve_input(input_path)
+    check_text_columns(files.schema(), text_column, id_column, files.where)
+    logger.info("reading %d %s file(s) from %s", len(files.paths), files.kind, files.where)
+    columns = [id_column, text_column]
+    filesystem = _arrow_filesystem(files)
+    if files.kind == "parquet":
+        # select_columns is pushed down into the Parquet scan: only these two columns are read.
+        dataset = ray.data.read_parquet(
+            list(files.paths), filesystem=filesystem, partitioning=None, num_cpus=num_cpus
+        ).select_columns(columns)
+    else:
+        source = ArrowStreamDatasource(list(files.paths), columns, filesystem=filesystem)
+        dataset = ray.data.read_datasource(source, num_cpus=num_cpus)
+    renames = {old: new for old, new in ((id_column, ID), (text_column, TEXT)) if old != new}
+    if renames:
+        # Park both under temporary names first, so swapping "id" and "text" works too.
+        dataset = dataset.rename_columns({old: f"__{new}" for old, new in renames.items()})
+        dataset = dataset.rename_columns({f"__{new}": new for new in renames.values()})
+    return dataset
