@@ -270,5 +270,5 @@ def run_embed(options: EmbedOptions) -> EmbedSummary:
         files=counts.files,
         wall_seconds=wall,
     )
-    logger.info("embedding job done:\n%s", summary.format())
+    logger.debug("embedding job done:\n%s", summary.format())
     return summary
