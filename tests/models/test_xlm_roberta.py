@@ -9,46 +9,8 @@ import pytest
 import torch
 import transformers
 
+from tests.models.xlmr_reference import CONFIGS, max_diff, padded_batch, reference_model
 from textbatch.models import FlaxXLMRobertaModel, XLMRobertaConfig
-
-# Odd sizes catch transposes and head-splitting mistakes.
-CONFIGS = {
-    "h32-l3-gelu": dict(hidden_size=32, num_attention_heads=4, intermediate_size=37, num_hidden_layers=3, vocab_size=99),
-    "h24-l2-types1": dict(
-        hidden_size=24, num_attention_heads=3, intermediate_size=29, num_hidden_layers=2, vocab_size=101, type_vocab_size=1
-    ),
-    "h36-l1-gelunew": dict(
-        hidden_size=36, num_attention_heads=6, intermediate_size=53, num_hidden_layers=1, vocab_size=97, hidden_act="gelu_new"
-    ),
-}
-COMMON = dict(max_position_embeddings=40, layer_norm_eps=1e-5, attn_implementation="eager")
-
-
-def reference_model(config_kwargs: dict, seed: int = 0) -> transformers.XLMRobertaModel:
-    torch.manual_seed(seed)
-    config = transformers.XLMRobertaConfig(**COMMON, **config_kwargs)
-    model = transformers.XLMRobertaModel(config).eval()
-    with torch.no_grad():  # non-trivial LayerNorm and bias values, so a missed or swapped tensor shows
-        for name, tensor in model.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
-                tensor.normal_(mean=float(name.endswith("weight")), std=0.1)
-    return model
-
-
-def padded_batch(vocab_size: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Three rows of 11 tokens: one full, two right-padded with the pad id 1."""
-    rng = np.random.RandomState(seed)
-    input_ids = rng.randint(3, vocab_size, size=(3, 11))
-    mask = np.ones_like(input_ids)
-    for row, length in ((1, 7), (2, 3)):
-        input_ids[row, length:] = 1
-        mask[row, length:] = 0
-    input_ids[:, 0] = 0
-    return input_ids, mask
-
-
-def max_diff(ours, theirs) -> float:
-    return float(np.max(np.abs(np.asarray(ours, dtype=np.float32) - theirs.detach().numpy())))
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, ClassVar
+import re
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -21,13 +22,16 @@ from textbatch.storage import Folder
 
 logger = logging.getLogger(__name__)
 
-_STATIC_FLAGS = ("deterministic", "output_attentions", "output_hidden_states", "return_dict")
+_STATIC_FLAGS = ("deterministic", "output_attentions", "output_hidden_states")
 
 
 class FlaxPreTrainedModel:
     config_class: ClassVar[type[PretrainedConfig]]
     module_class: ClassVar[type]
     base_model_prefix: ClassVar[str] = ""
+    # Regular expressions over "/"-joined parameter paths a checkpoint may lack; they are then initialised (with a
+    # warning, as the reference gives). Whatever lies outside the base model in a head model always may be.
+    init_if_missing: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -75,8 +79,14 @@ class FlaxPreTrainedModel:
 
     # --- forward ------------------------------------------------------------------------------------------------
 
-    def _apply(self, params, inputs, rngs, **flags):
-        return self.module.apply({"params": params}, **inputs, rngs=rngs, **flags)
+    def _apply(self, params, inputs, rngs, cache, **flags):
+        if cache is None:
+            return self.module.apply({"params": params}, **inputs, rngs=rngs, **flags)
+        # A KV cache is state the call updates: it goes in as the "cache" collection and comes back out of it.
+        outputs, updated = self.module.apply(
+            {"params": params, "cache": cache}, **inputs, rngs=rngs, mutable=["cache"], **flags
+        )
+        return outputs.replace(past_key_values=updated["cache"])
 
     def apply_module(
         self,
@@ -88,8 +98,10 @@ class FlaxPreTrainedModel:
         output_attentions: bool | None,
         output_hidden_states: bool | None,
         return_dict: bool | None,
+        cache: dict | None = None,
     ):
-        """Runs the compiled module on the given inputs (None entries use the module's defaults)."""
+        """Runs the compiled module on the given inputs (None entries use the module's defaults). The module always
+        returns an output dataclass; `return_dict=False` turns it into its tuple view here."""
         if train and dropout_rng is None:
             raise ValueError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
         cfg = self.config
@@ -97,11 +109,12 @@ class FlaxPreTrainedModel:
             "deterministic": not train,
             "output_attentions": cfg.output_attentions if output_attentions is None else output_attentions,
             "output_hidden_states": cfg.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            "return_dict": cfg.use_return_dict if return_dict is None else return_dict,
         }
         arrays = {name: jnp.asarray(value) for name, value in inputs.items() if value is not None}
         rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
-        return self._compiled_apply(self.params if params is None else params, arrays, rngs, **flags)
+        outputs = self._compiled_apply(self.params if params is None else params, arrays, rngs, cache, **flags)
+        as_dict = cfg.use_return_dict if return_dict is None else return_dict
+        return outputs if as_dict else outputs.to_tuple()
 
     # --- checkpoints -------------------------------------------------------------------------------------------
 
@@ -131,13 +144,40 @@ class FlaxPreTrainedModel:
             setattr(config, key, value)
         model = cls(config, input_shape=input_shape, seed=seed, dtype=dtype, _do_init=False)
         expected = traverse_util.flatten_dict(model.params_shape_tree)
-        flat = load_flax_params(folder, expected, cls.base_model_prefix)
+        flat = load_flax_params(folder, expected, cls.base_model_prefix, may_be_missing=model._may_be_missing(expected))
+        missing = [path for path in expected if path not in flat]
+        if missing:
+            logger.warning(
+                "Some weights of %s were not in the checkpoint at %s and are newly initialised: %s. "
+                "Train the model on a downstream task before trusting its predictions.",
+                cls.__name__, folder.location(), ", ".join("/".join(path) for path in missing),
+            )
+            flat.update(model._initialise(missing))
         params = jax.device_put(traverse_util.unflatten_dict(flat))
         logger.info("loaded %s from %s", cls.__name__, folder.location())
         if not _do_init:
             return model, params
         model.params = params
         return model
+
+    def _may_be_missing(self, expected: dict) -> Callable[[tuple[str, ...]], bool]:
+        patterns = [re.compile(pattern) for pattern in self.init_if_missing]
+        is_head_model = any(path[0] == self.base_model_prefix for path in expected)
+
+        def may_be_missing(path: tuple[str, ...]) -> bool:
+            if is_head_model and path[0] != self.base_model_prefix:
+                return True
+            return any(pattern.search("/".join(path)) for pattern in patterns)
+
+        return may_be_missing
+
+    def _initialise(self, paths: list[tuple[str, ...]]) -> dict:
+        """Fresh values for some parameters. Under jit, XLA drops the initialisers of every other parameter."""
+        def pick(rng):
+            flat = traverse_util.flatten_dict(self.init_weights(rng, self.input_shape))
+            return [flat[path] for path in paths]
+
+        return dict(zip(paths, jax.device_get(jax.jit(pick)(self.key)), strict=True))
 
     def save_pretrained(self, save_directory: str | os.PathLike, params: dict | None = None) -> None:
         """Writes config.json and model.safetensors with PyTorch tensor names, loadable by transformers."""

@@ -38,3 +38,61 @@ class BaseModelOutputWithPooling(ModelOutput):
     pooler_output: Any = None
     hidden_states: tuple | None = None
     attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: tuple | None = None
+    past_key_values: dict | None = None
+    attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class MaskedLMOutput(ModelOutput):
+    logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class CausalLMOutputWithCrossAttentions(ModelOutput):
+    logits: Any = None
+    past_key_values: dict | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class SequenceClassifierOutput(ModelOutput):
+    # `loss` is set only when labels are given: the tuple view then starts with it, as the PyTorch reference's does,
+    # and otherwise with the logits, as the reference's Flax classes (which had no loss) did.
+    loss: Any = None
+    logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class MultipleChoiceModelOutput(ModelOutput):
+    logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class TokenClassifierOutput(ModelOutput):
+    logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    start_logits: Any = None
+    end_logits: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
