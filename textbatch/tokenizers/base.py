@@ -172,6 +172,8 @@ class BaseTokenizer:
 
     model_input_names: tuple[str, ...] = ("input_ids", "attention_mask")
     SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+    # How a text (pair) is cut to fit; a tokenizer whose reference is a Python (slow) one splits pairs differently.
+    _truncated_lengths = staticmethod(truncated_lengths)
 
     def __init__(
         self,
@@ -315,7 +317,7 @@ class BaseTokenizer:
                         warned = True
                 else:
                     try:
-                        keep_a, keep_b = truncated_lengths(
+                        keep_a, keep_b = self._truncated_lengths(
                             len(enc_a.ids), None if enc_b is None else len(enc_b.ids), max_length - n_added, truncation
                         )
                     except ValueError as error:
