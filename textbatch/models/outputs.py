@@ -96,3 +96,43 @@ class QuestionAnsweringModelOutput(ModelOutput):
     end_logits: Any = None
     hidden_states: tuple | None = None
     attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class BaseModelOutput(ModelOutput):
+    last_hidden_state: Any = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
+    last_hidden_state: Any = None
+    past_key_values: dict | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class Seq2SeqModelOutput(ModelOutput):
+    last_hidden_state: Any = None
+    past_key_values: dict | None = None
+    decoder_hidden_states: tuple | None = None
+    decoder_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+    encoder_last_hidden_state: Any = None
+    encoder_hidden_states: tuple | None = None
+    encoder_attentions: tuple | None = None
+
+
+@flax.struct.dataclass
+class Seq2SeqLMOutput(ModelOutput):
+    logits: Any = None
+    past_key_values: dict | None = None
+    decoder_hidden_states: tuple | None = None
+    decoder_attentions: tuple | None = None
+    cross_attentions: tuple | None = None
+    encoder_last_hidden_state: Any = None
+    encoder_hidden_states: tuple | None = None
+    encoder_attentions: tuple | None = None

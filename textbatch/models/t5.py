@@ -24,7 +24,14 @@ from textbatch.models.attention import attend
 from textbatch.models.configuration import PretrainedConfig
 from textbatch.models.generation import Seq2SeqGenerationMixin
 from textbatch.models.modeling import FlaxPreTrainedModel
-from textbatch.models.outputs import ModelOutput
+from textbatch.models.outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    ModelOutput,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
 
 
 class T5Config(PretrainedConfig):
@@ -95,60 +102,6 @@ class T5Config(PretrainedConfig):
     @property
     def head_dim(self) -> int:
         return self.d_kv
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Outputs (the Hugging Face Flax names)
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-@flax.struct.dataclass
-class BaseModelOutput(ModelOutput):
-    last_hidden_state: Any = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-
-
-@flax.struct.dataclass
-class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):
-    last_hidden_state: Any = None
-    past_key_values: dict | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    cross_attentions: tuple | None = None
-
-
-@flax.struct.dataclass
-class CausalLMOutputWithCrossAttentions(ModelOutput):
-    logits: Any = None
-    past_key_values: dict | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    cross_attentions: tuple | None = None
-
-
-@flax.struct.dataclass
-class Seq2SeqModelOutput(ModelOutput):
-    last_hidden_state: Any = None
-    past_key_values: dict | None = None
-    decoder_hidden_states: tuple | None = None
-    decoder_attentions: tuple | None = None
-    cross_attentions: tuple | None = None
-    encoder_last_hidden_state: Any = None
-    encoder_hidden_states: tuple | None = None
-    encoder_attentions: tuple | None = None
-
-
-@flax.struct.dataclass
-class Seq2SeqLMOutput(ModelOutput):
-    logits: Any = None
-    past_key_values: dict | None = None
-    decoder_hidden_states: tuple | None = None
-    decoder_attentions: tuple | None = None
-    cross_attentions: tuple | None = None
-    encoder_last_hidden_state: Any = None
-    encoder_hidden_states: tuple | None = None
-    encoder_attentions: tuple | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
