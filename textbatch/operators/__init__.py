@@ -1,4 +1,5 @@
-"""Ray Data steps, one concern per file: read, tokenize, predict (batching + pooling inside), write.
+"""Ray Data steps, one concern per file: read, tokenize (+ template), predict (batching + pooling inside) or generate,
+write.
 
 Names are imported on first use, so the pure modules (`batching`, `columns`) load without Ray or JAX.
 """
@@ -12,7 +13,10 @@ _EXPORTS = {
     "resolve_input": "read",
     "Tokenize": "tokenize",
     "PredictEmbeddings": "predict",
+    "GenerateText": "generate",
+    "PromptTemplate": "template",
     "EmbeddingParquetDatasink": "write",
+    "ResultParquetDatasink": "write",
     "OUTPUT_COLUMNS": "write",
     "read_run_metadata": "write",
     "bucket_lengths": "batching",

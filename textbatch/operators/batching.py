@@ -2,9 +2,11 @@
 
 A compiled program exists per input shape `[rows, length]`, so the shapes must be few. Lengths are padded up to a
 short ladder of buckets (16, 32, 48, 64, 80, 96, 112, 128, 160, ..., 448, 512: see `bucket_lengths`). Each batch
-holds as many rows as fit in the token budget at its padded length. Rows are taken longest first, so a batch's first row fixes its length and the
-following, shorter rows fill it; only the last batch of a block may be short, and its row count is rounded up to a
-power of two (filled with copies of a real row) so that a block's tail does not compile a new program for every size.
+holds as many rows as fit in the token budget at its padded length (and no more than the row limit, when one is
+set: generation's cost follows rows more than prompt tokens). Rows are taken longest first, so a batch's first
+row fixes its length and the following, shorter rows fill it; only the last batch of a block may be short, and its
+row count is rounded up to a power of two (filled with copies of a real row) so that a block's tail does not
+compile a new program for every size.
 
 Padding efficiency grows with the rows per call: on the benchmark's length distribution (log-normal, median 48) with
 a 4096-token budget it is about 0.79 for 512 rows and 0.86 for 4096 rows (0.88 is the ladder's own limit).
@@ -62,12 +64,20 @@ class Batch:
         return self.size * self.length
 
 
-def plan_batches(lengths: Sequence[int], batch_tokens: int, buckets: Sequence[int]) -> list[Batch]:
-    """Cut rows of the given token `lengths` (all >= 1) into batches of at most `batch_tokens` padded tokens.
+def plan_batches(
+    lengths: Sequence[int], batch_tokens: int | None, buckets: Sequence[int], batch_size: int | None = None
+) -> list[Batch]:
+    """Cut rows of the given token `lengths` (all >= 1) into batches of at most `batch_tokens` padded tokens
+    and, when `batch_size` is given, at most `batch_size` rows (`batch_tokens=None`: rows alone decide).
 
     A batch never exceeds the budget, except that one row always fits (a row longer than the budget forms a batch of
     its own). Every row index appears in exactly one batch.
     """
+    if batch_tokens is None and batch_size is None:
+        raise ValueError("plan_batches needs batch_tokens, batch_size or both")
+    for name, value in (("batch_tokens", batch_tokens), ("batch_size", batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.size and lengths.min() < 1:
         raise ValueError("every row to batch needs at least one token")
@@ -77,7 +87,9 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int, buckets: Sequence[in
     start = 0
     while start < len(order):
         length = bucket_for(int(lengths[order[start]]), buckets)
-        capacity = max(1, batch_tokens // length)
+        capacity = max(1, batch_tokens // length) if batch_tokens is not None else batch_size
+        if batch_size is not None:
+            capacity = min(capacity, batch_size)
         rows = order[start : start + capacity]
         size = capacity if len(rows) == capacity else min(capacity, _next_power_of_two(len(rows)))
         batches.append(Batch(length=length, size=size, rows=rows))

@@ -1,11 +1,16 @@
 """Tokenize step (a CPU actor): text -> input_ids, n_tokens, truncated, error.
 
+The tokenizer is the checkpoint folder's own (`AutoTokenizer`: XLM-R, T5, FlauBERT), with its special tokens
+(`<s> ... </s>` for XLM-R, `... </s>` for T5). An optional prompt template (`"summarize: {text}"`, see template.py)
+is applied to each text first.
+
 The rule for texts that are not ordinary strings (the job's README states the same):
 - null text: `error = "text is null"`, no tokens (`n_tokens = 0`), and later a null embedding;
 - a non-string value (only possible from non-Parquet sources) or bytes that are not UTF-8: `error` says so, likewise;
-- empty or whitespace-only text is *not* an error: it becomes `<s></s>` (`n_tokens = 2`) and gets that embedding,
-  exactly what the model returns for "" when called directly;
-- a text longer than `max_length` tokens (specials included) is cut at the end: `truncated = True`.
+- empty or whitespace-only text is *not* an error: it becomes the special tokens alone (`<s></s>` for XLM-R) and gets
+  what the model returns for "" when called directly;
+- a text longer than `max_length` tokens (specials included; the template's words count) is cut at the end:
+  `truncated = True`.
 No row is dropped; every row keeps its id and any other column it came with. The `text` column is dropped here
 (it is not needed downstream and is the bulk of the data).
 """
@@ -18,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from textbatch.operators.columns import require_columns
+from textbatch.operators.template import PromptTemplate
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +49,11 @@ class Tokenize:
 
     needs = ("text",)
 
-    def __init__(self, tokenizer_path: str, max_length: int):
-        from textbatch.tokenizers import XLMRobertaTokenizer
+    def __init__(self, tokenizer_path: str, max_length: int, template: str | None = None):
+        from textbatch.tokenizers import AutoTokenizer
 
-        self.tokenizer = XLMRobertaTokenizer.from_pretrained(tokenizer_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        self.template = PromptTemplate(template) if template is not None else None
         self.max_length = int(max_length)
         special = self.tokenizer.num_special_tokens_to_add()
         self.budget = self.max_length - special  # room for the text's own tokens
@@ -74,7 +81,10 @@ class Tokenize:
         texts, errors = zip(*(_as_text(value) for value in values)) if values else ((), ())
         errors = list(errors)
         todo = [index for index, text in enumerate(texts) if text is not None]
-        encoded = self._encode([texts[index] for index in todo])
+        inputs = [texts[index] for index in todo]
+        if self.template is not None:
+            inputs = [self.template(text) for text in inputs]
+        encoded = self._encode(inputs)
 
         rows: list[list[int]] = [[] for _ in values]
         truncated = np.zeros(len(values), dtype=bool)

@@ -1,9 +1,13 @@
-"""Write step: a Ray datasink writing the embedding Parquet files, and counting what it wrote for the run report.
+"""Write step: a Ray datasink writing a job's result columns to Parquet, and counting what it wrote for the run report.
 
-Output columns, in this order: `id`, `embedding` (fixed_size_list<float32>[hidden]; null where `error` is set),
-`n_tokens` (int32, tokens the model saw, `<s>` and `</s>` included), `truncated` (bool), `error` (string, null when
-the row was embedded). The Parquet key-value metadata holds `textbatch.embed`: a JSON object naming the model and the
-options of the run. Internal columns such as `_padded_tokens` are counted, then left out of the files.
+`ResultParquetDatasink` serves every job: it writes the job's `columns` in that order, with the Parquet key-value
+metadata `textbatch.<job>` (a JSON object naming the model and the options of the run), and counts rows, errors,
+tokens (`tokens_column`), truncated rows and padding. Internal columns such as `_padded_tokens` are counted, then
+left out of the files; `sum_columns` are further numeric columns (or lists of numbers) whose totals the report needs.
+
+The embedding job's files (`EmbeddingParquetDatasink`): `id`, `embedding` (fixed_size_list<float32>[hidden]; null
+where `error` is set), `n_tokens` (int32, tokens the model saw, `<s>` and `</s>` included), `truncated` (bool),
+`error` (string, null when the row was embedded), metadata under `textbatch.embed`.
 
 An existing output folder is replaced only when it holds nothing but Parquet files (an earlier run's output);
 anything else in it makes the write fail instead of deleting it.
@@ -28,8 +32,9 @@ from textbatch.operators.predict import PADDED_TOKENS
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("id", "embedding", "n_tokens", "truncated", "error")
-METADATA_KEY = "textbatch.embed"
+OUTPUT_COLUMNS = ("id", "embedding", "n_tokens", "truncated", "error")  # the embedding job's
+METADATA_PREFIX = "textbatch."
+METADATA_KEY = METADATA_PREFIX + "embed"
 _MAX_ERROR_KINDS = 20
 
 
@@ -39,50 +44,88 @@ class WrittenCounts:
 
     rows: int = 0
     tokens: int = 0
-    embedded_tokens: int = 0  # tokens of the rows that got an embedding
+    processed_tokens: int = 0  # tokens of the rows without error (the ones the model computed on)
     padded_tokens: float = 0.0
     truncated: int = 0
     errors: int = 0
     error_kinds: Counter = dataclasses.field(default_factory=Counter)
     files: int = 0
+    sums: Counter = dataclasses.field(default_factory=Counter)  # totals of the sink's sum_columns
+
+    @property
+    def embedded_tokens(self) -> int:
+        """The embedding job's name for `processed_tokens`."""
+        return self.processed_tokens
 
     @classmethod
-    def of_table(cls, table: pa.Table) -> WrittenCounts:
+    def of_table(
+        cls, table: pa.Table, tokens_column: str = "n_tokens", sum_columns: tuple[str, ...] = ()
+    ) -> WrittenCounts:
         errors = table.column("error")
         kinds = Counter(value for value in errors.filter(pc.is_valid(errors)).to_pylist())
+        tokens = table.column(tokens_column)
         return cls(
             rows=table.num_rows,
-            tokens=int(pc.sum(table.column("n_tokens")).as_py() or 0),
-            embedded_tokens=int(pc.sum(table.column("n_tokens").filter(pc.is_null(errors))).as_py() or 0),
+            tokens=_total(tokens),
+            processed_tokens=_total(tokens.filter(pc.is_null(errors))),
             padded_tokens=float(pc.sum(table.column(PADDED_TOKENS)).as_py() or 0.0)
             if PADDED_TOKENS in table.column_names
             else 0.0,
-            truncated=int(pc.sum(table.column("truncated").cast(pa.int64())).as_py() or 0),
+            truncated=_total(table.column("truncated").cast(pa.int64())) if "truncated" in table.column_names else 0,
             errors=table.num_rows - errors.null_count,
             error_kinds=Counter(dict(kinds.most_common(_MAX_ERROR_KINDS))),
+            sums=Counter({name: _total(table.column(name)) for name in sum_columns}),
         )
 
     def __add__(self, other: WrittenCounts) -> WrittenCounts:
         kinds = self.error_kinds + other.error_kinds
+        sums = Counter(self.sums)
+        sums.update(other.sums)  # keeps zero totals, unlike `+`
         return WrittenCounts(
             rows=self.rows + other.rows,
             tokens=self.tokens + other.tokens,
-            embedded_tokens=self.embedded_tokens + other.embedded_tokens,
+            processed_tokens=self.processed_tokens + other.processed_tokens,
             padded_tokens=self.padded_tokens + other.padded_tokens,
             truncated=self.truncated + other.truncated,
             errors=self.errors + other.errors,
             error_kinds=Counter(dict(kinds.most_common(_MAX_ERROR_KINDS))),
             files=self.files + other.files,
+            sums=sums,
         )
 
 
-class EmbeddingParquetDatasink(BlockBasedFileDatasink):
-    """`dataset.write_datasink(sink)`; afterwards `sink.counts` holds the totals (on the driver)."""
+def _total(column: pa.ChunkedArray | pa.Array) -> int:
+    """Sum of an integer column, or of the values of a list column (nulls count 0)."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        column = pc.list_flatten(column)
+    return int(pc.sum(column).as_py() or 0)
 
-    def __init__(self, path: str, *, metadata: dict[str, Any], overwrite: bool = True, **kwargs):
+
+class ResultParquetDatasink(BlockBasedFileDatasink):
+    """`dataset.write_datasink(sink)`; afterwards `sink.counts` holds the totals (on the driver).
+
+    `columns` are written in that order (every one must be present, and so must `error` and `tokens_column`);
+    `job` names the metadata key `textbatch.<job>`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        columns: tuple[str, ...],
+        job: str,
+        metadata: dict[str, Any],
+        tokens_column: str = "n_tokens",
+        sum_columns: tuple[str, ...] = (),
+        overwrite: bool = True,
+        **kwargs,
+    ):
         super().__init__(path, file_format="parquet", mode=SaveMode.APPEND, **kwargs)
+        self.columns = tuple(columns)
+        self.tokens_column = tokens_column
+        self.sum_columns = tuple(sum_columns)
         self.overwrite = overwrite
-        self.metadata = {METADATA_KEY: json.dumps(metadata, sort_keys=True, default=str)}
+        self.metadata = {METADATA_PREFIX + job: json.dumps(metadata, sort_keys=True, default=str)}
         self.counts = WrittenCounts()
 
     # -- driver side ---------------------------------------------------------------------------------------------
@@ -124,22 +167,30 @@ class EmbeddingParquetDatasink(BlockBasedFileDatasink):
         for block in blocks:
             table = BlockAccessor.for_block(block).to_arrow()
             if table.num_rows:
-                require_columns(table, OUTPUT_COLUMNS, "write")
-                counts = counts + WrittenCounts.of_table(table)
+                needed = dict.fromkeys((*self.columns, "error", self.tokens_column, *self.sum_columns))
+                require_columns(table, needed, "write")
+                counts = counts + WrittenCounts.of_table(table, self.tokens_column, self.sum_columns)
         super().write(blocks, ctx)
         counts.files = 1 if counts.rows else 0
         return counts
 
     def write_block_to_file(self, block: BlockAccessor, file) -> None:
-        table = block.to_arrow().select(list(OUTPUT_COLUMNS))
+        table = block.to_arrow().select(list(self.columns))
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **self.metadata})
         pq.write_table(table, file)
 
 
+class EmbeddingParquetDatasink(ResultParquetDatasink):
+    """The embedding job's sink: OUTPUT_COLUMNS, metadata under `textbatch.embed`."""
+
+    def __init__(self, path: str, *, metadata: dict[str, Any], overwrite: bool = True, **kwargs):
+        super().__init__(path, columns=OUTPUT_COLUMNS, job="embed", metadata=metadata, overwrite=overwrite, **kwargs)
+
+
 def read_run_metadata(path: str) -> dict[str, Any]:
-    """The `textbatch.embed` metadata of one output file (for tools and tests)."""
+    """The run metadata (`textbatch.<job>`) of one output file of any job (for tools and tests)."""
     metadata = pq.read_schema(path).metadata or {}
-    raw = metadata.get(METADATA_KEY.encode())
-    if raw is None:
-        raise KeyError(f"{path} has no {METADATA_KEY!r} metadata; was it written by the embedding job?")
-    return json.loads(raw)
+    for key, raw in metadata.items():
+        if key.startswith(METADATA_PREFIX.encode()):
+            return json.loads(raw)
+    raise KeyError(f"{path} has no {METADATA_PREFIX}<job> metadata; was it written by a textbatch job?")

@@ -1,0 +1,268 @@
+"""What every job shares: the options every job has, Ray resources, the read -> tokenize start of the plan, the
+write, and the run summary. A job (embed.py, generate.py, ...) adds its model step, its output columns and its own
+options on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from importlib import metadata as package_metadata
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+SAMPLE_CORPUS = ASSETS / "sample_corpus"
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """The options of every job; the first block mirrors the shared command-line options. A job's options class
+    extends it and sets its own defaults for `output` and `model`."""
+
+    input: str = str(SAMPLE_CORPUS)
+    output: str = "output"
+    model: str = ""
+    text_column: str = "text"
+    id_column: str = "id"
+    max_length: int | None = None  # tokens per text, special tokens included; default: the job's
+    batch_tokens: int | None = 4096  # padded tokens per model call
+    model_actors: int = 1
+    tokenizer_actors: int = 1
+    dtype: str = "float32"
+    # Sizes and resources: configuration rather than command-line options.
+    rows_per_model_call: int = 4096  # rows sorted and batched together; more rows, less padding
+    rows_per_tokenizer_call: int = 1024
+    padded_lengths: tuple[int, ...] | None = None  # the compiled shapes' lengths; default: batching.bucket_lengths
+    # CPU reservations are small so that on a 2-CPU machine the actors leave a whole CPU free: Ray Data's file
+    # listing task asks for 1 CPU and cannot be configured, and the job waits forever if it cannot get it.
+    model_actor_cpus: float = 0.5  # JAX uses every core of its node whatever Ray counts; this only reserves room
+    model_actor_gpus: float | None = None  # None: 1 per model actor when the cluster has GPUs, else 0
+    model_actor_resources: dict[str, float] | None = None  # e.g. {"TPU": 4} on a TPU host
+    tokenizer_actor_cpus: float = 0.25
+    io_task_cpus: float = 0.25  # read and write tasks
+    overwrite: bool = True  # replace an earlier run's Parquet files in `output`
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        for name in (
+            "batch_tokens",
+            "model_actors",
+            "tokenizer_actors",
+            "rows_per_model_call",
+            "rows_per_tokenizer_call",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.padded_lengths is not None and list(self.padded_lengths) != sorted(set(self.padded_lengths)):
+            raise ValueError(f"padded_lengths must be increasing, got {self.padded_lengths}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must leave room for a special token and a text token; got {self.max_length}")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSummary:
+    """The run report every job prints; `lines()` is what a job extends."""
+
+    output: str
+    rows: int
+    tokens: int
+    tokens_per_second: float
+    padding_efficiency: float
+    errors: int
+    error_kinds: dict[str, int]
+    truncated: int
+    files: int
+    wall_seconds: float
+
+    @classmethod
+    def from_counts(cls, counts, output: str, wall_seconds: float, **extra: Any):
+        """From the sink's WrittenCounts; `extra` fills a subclass's own fields."""
+        return cls(
+            output=output,
+            rows=counts.rows,
+            tokens=counts.tokens,
+            tokens_per_second=counts.tokens / wall_seconds if wall_seconds > 0 else 0.0,
+            padding_efficiency=counts.processed_tokens / counts.padded_tokens if counts.padded_tokens else 1.0,
+            errors=counts.errors,
+            error_kinds=dict(counts.error_kinds),
+            truncated=counts.truncated,
+            files=counts.files,
+            wall_seconds=wall_seconds,
+            **extra,
+        )
+
+    def lines(self) -> list[tuple[str, str]]:
+        return [
+            ("output", f"{self.output} ({self.files} files)"),
+            ("rows", f"{self.rows}"),
+            ("tokens", f"{self.tokens}"),
+            ("tokens/s", f"{self.tokens_per_second:,.0f}"),
+            ("padding efficiency", f"{self.padding_efficiency:.1%}"),
+            ("truncated", f"{self.truncated}"),
+            ("errors", f"{self.errors}"),
+        ]
+
+    def format(self) -> str:
+        text = []
+        for label, value in self.lines():
+            text.append(f"{label + ':':<20}{value}")
+            if label == "errors":
+                text += [f"  {count} x {message}" for message, count in self.error_kinds.items()]
+        text.append(f"{'wall time:':<20}{self.wall_seconds:.1f} s")
+        return "\n".join(text)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Locations, versions, resources
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def local_to_absolute(location: str) -> str:
+    """Ray workers do not share the driver's working directory: give them absolute local paths."""
+    if "://" in location:
+        return location
+    return os.path.abspath(os.path.expanduser(location))
+
+
+def model_location(model: str) -> str:
+    # A hub id ("org/name") must stay as written; only an existing local folder is made absolute.
+    return os.path.abspath(model) if os.path.exists(model) else model
+
+
+def package_version() -> str:
+    try:
+        return package_metadata.version("textbatch")
+    except package_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def base_metadata(options: JobOptions, job: str, max_length: int) -> dict[str, Any]:
+    """What every job's output files record about the run; a job adds its own options."""
+    return {
+        "job": job,
+        "textbatch_version": package_version(),
+        "model": model_location(options.model),
+        "max_length": max_length,
+        "batch_tokens": options.batch_tokens,
+        "dtype": options.dtype,
+        "input": local_to_absolute(options.input),
+        "text_column": options.text_column,
+        "id_column": options.id_column,
+    }
+
+
+def model_actor_gpus(options: JobOptions) -> float:
+    if options.model_actor_gpus is not None:
+        return options.model_actor_gpus
+    import ray
+
+    return 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
+def warn_if_actors_leave_no_cpu(options: JobOptions) -> None:
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0)
+    reserved = options.model_actors * options.model_actor_cpus + options.tokenizer_actors * options.tokenizer_actor_cpus
+    if total and reserved > total - 1:
+        logger.warning(
+            "the actors reserve %.2f of the %.0f CPUs Ray sees, leaving less than the 1 CPU Ray Data's file listing "
+            "needs: unless the cluster scales up, the job will wait forever. Use fewer actors or smaller "
+            "model_actor_cpus / tokenizer_actor_cpus.",
+            reserved,
+            total,
+        )
+
+
+def warn_if_local_output_on_cluster(output: str) -> None:
+    import ray
+
+    if "://" in output or not ray.is_initialized():
+        return
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) > 1:
+        logger.warning(
+            "writing to the local path %s on a %d-node cluster: each node keeps the files its tasks wrote; "
+            "use an s3:// or gs:// output to collect them in one place",
+            output,
+            len(nodes),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The plan: read -> tokenize (shared), the model step (the job's), the write (shared)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def read_and_tokenize(options: JobOptions, max_length: int, template: str | None = None):
+    """The lazy Ray Dataset of read -> Tokenize actors: columns id, input_ids, n_tokens, truncated, error."""
+    from ray.data import ActorPoolStrategy
+
+    from textbatch.operators.read import read_texts
+    from textbatch.operators.tokenize import Tokenize
+
+    dataset = read_texts(
+        local_to_absolute(options.input),
+        text_column=options.text_column,
+        id_column=options.id_column,
+        num_cpus=options.io_task_cpus,
+    )
+    return dataset.map_batches(
+        Tokenize,
+        fn_constructor_kwargs={
+            "tokenizer_path": model_location(options.model),
+            "max_length": max_length,
+            "template": template,
+        },
+        batch_format="pyarrow",
+        batch_size=options.rows_per_tokenizer_call,
+        compute=ActorPoolStrategy(size=options.tokenizer_actors),
+        num_cpus=options.tokenizer_actor_cpus,
+    )
+
+
+def map_model(dataset, operator: type, kwargs: dict[str, Any], options: JobOptions):
+    """Add the job's model step: `operator(**kwargs)` in `model_actors` actors with the options' resources."""
+    from ray.data import ActorPoolStrategy
+
+    gpus = model_actor_gpus(options)
+    extra: dict[str, Any] = {"num_gpus": gpus} if gpus else {}
+    if options.model_actor_resources:
+        extra["resources"] = dict(options.model_actor_resources)
+    return dataset.map_batches(
+        operator,
+        fn_constructor_kwargs=kwargs,
+        batch_format="pyarrow",
+        batch_size=options.rows_per_model_call,
+        compute=ActorPoolStrategy(size=options.model_actors),
+        num_cpus=options.model_actor_cpus,
+        **extra,
+    )
+
+
+def run_job(options: JobOptions, build_dataset: Callable[[], Any], make_sink: Callable[[str], Any]):
+    """Connect to (or start) Ray, build the plan, write it through `make_sink(absolute output)`.
+
+    Returns (the sink's WrittenCounts, wall seconds, the absolute output location).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    output = local_to_absolute(options.output)
+    warn_if_local_output_on_cluster(output)
+    warn_if_actors_leave_no_cpu(options)
+    started = time.perf_counter()
+    dataset = build_dataset()
+    sink = make_sink(output)
+    dataset.write_datasink(sink, ray_remote_args={"num_cpus": options.io_task_cpus})
+    return sink.counts, time.perf_counter() - started, output
