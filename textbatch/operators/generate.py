@@ -1,0 +1,222 @@
+"""Generate step (the model actor): input_ids -> generated_text, one compiled program per padded prompt shape.
+
+Per block: rows are sorted by prompt length and cut into batches of a few padded shapes (`batching.py`; a token
+budget, a row limit, or both); each batch runs the seq2seq model's `generate` (encoder, cache set-up and the whole
+decoding loop compiled together), and the ids are decoded with the checkpoint's own tokenizer. Prompts are
+right-padded and masked: the encoder, the cross-attention and T5's relative positions ignore the padding, so a
+prompt's output does not depend on its padded length or its batch-mates (tests compare with each prompt generated
+alone, unpadded).
+
+Columns out: `generated_text` (string; a list of `num_return_sequences` strings, best first, when that is > 1),
+`n_generated_tokens` (int32, or a list alongside the texts: tokens after the decoder start token, up to and including
+eos), `n_input_tokens` (the tokenizer's `n_tokens`: prompt tokens with `</s>`), `error` and `_padded_tokens` (the
+row's share of the padded prompt area, for the padding report). `input_ids` is dropped.
+Rows with `error` set (or with no tokens) pass through with a null text and 0 (or null) generated tokens; a row
+whose output cannot be decoded gets an error and keeps the other rows' results.
+
+Sampling (`do_sample`): the random key of a batch is the seed folded with a hash of the batch's padded prompts, so
+a run is reproducible and batches do not share one random stream; a row's samples still depend on its batch-mates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import zlib
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from textbatch.operators.batching import bucket_lengths, plan_batches
+from textbatch.operators.columns import require_columns
+from textbatch.operators.predict import DTYPES, PADDED_TOKENS
+
+logger = logging.getLogger(__name__)
+
+# The generation options a job passes through (GenerationConfig's names); the special token ids come from the model.
+GENERATION_OPTIONS = (
+    "max_new_tokens",
+    "min_new_tokens",
+    "num_beams",
+    "length_penalty",
+    "early_stopping",
+    "num_return_sequences",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+)
+
+
+def generated_lengths(sequences: np.ndarray, eos_ids: tuple[int, ...]) -> np.ndarray:
+    """Tokens generated per row of `sequences` [rows, length] (which start with the decoder start token): up to and
+    including the first eos, else every position (what follows eos is filler)."""
+    body = sequences[:, 1:]
+    if not eos_ids:
+        return np.full(len(sequences), body.shape[1], dtype=np.int32)
+    is_eos = np.isin(body, eos_ids)
+    return np.where(is_eos.any(axis=1), is_eos.argmax(axis=1) + 1, body.shape[1]).astype(np.int32)
+
+
+@dataclasses.dataclass
+class Generated:
+    """What `generate_ids` returns for `rows` prompts and `returns` sequences per prompt."""
+
+    sequences: list[np.ndarray]  # per prompt: [returns, length] int32, starting with the decoder start token
+    lengths: np.ndarray  # [prompts, returns] generated tokens
+    padded_share: np.ndarray  # [prompts] each prompt's share of the padded prompt area
+
+
+class GenerateText:
+    """Callable for `map_batches(batch_format="pyarrow")`: loads the checkpoint and its tokenizer once per actor.
+
+    `generation` holds GenerationConfig options (GENERATION_OPTIONS; unset ones come from the checkpoint's
+    generation_config.json, else transformers' defaults). `batch_tokens` bounds the padded prompt tokens of a call,
+    `batch_size` its prompts (beams and return sequences multiply the decoder's rows); give either or both.
+    """
+
+    needs = ("input_ids", "n_tokens", "error")
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        generation: dict[str, Any] | None = None,
+        seed: int = 0,
+        dtype: str = "float32",
+        batch_tokens: int | None = 2048,
+        batch_size: int | None = None,
+        max_length: int = 512,
+        buckets: tuple[int, ...] | None = None,
+    ):
+        import jax
+        import jax.numpy as jnp
+
+        from textbatch.models import FlaxAutoModelForSeq2SeqLM
+        from textbatch.tokenizers import AutoTokenizer
+
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if batch_tokens is None and batch_size is None:
+            raise ValueError("give batch_tokens, batch_size or both")
+        for name, value in (("batch_tokens", batch_tokens), ("batch_size", batch_size), ("max_length", max_length)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        generation = dict(generation or {})
+        unknown = sorted(set(generation) - set(GENERATION_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown generation option(s) {unknown}; the options are {GENERATION_OPTIONS}")
+        started = time.perf_counter()
+        self.model = FlaxAutoModelForSeq2SeqLM.from_pretrained(model_path, dtype=getattr(jnp, dtype))
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.config = self.model.resolve_generation_config(**generation)
+        self.returns = self.config.num_return_sequences
+        pad = self.config.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.model.config.pad_token_id)
+        self.max_length = int(max_length)
+        self.buckets = tuple(buckets) if buckets else bucket_lengths(self.max_length)
+        if self.buckets[-1] < self.max_length:
+            raise ValueError(f"the longest padded length {self.buckets[-1]} is below max_length {self.max_length}")
+        self.batch_tokens = batch_tokens
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.params = jax.device_put(self.model.params)
+        self._shapes_seen: set[tuple[int, int]] = set()
+        logger.info(
+            "loaded %s (%s) in %.1fs on %s; padded prompt lengths %s; generation %s",
+            model_path,
+            dtype,
+            time.perf_counter() - started,
+            jax.devices()[0].platform,
+            self.buckets,
+            self.config,
+        )
+
+    def _key(self, ids: np.ndarray):
+        import jax
+
+        key = jax.random.PRNGKey(self.seed)
+        if self.config.do_sample:
+            key = jax.random.fold_in(key, zlib.crc32(ids.tobytes()) & 0x7FFFFFFF)
+        return key
+
+    def generate_ids(self, rows: list[list[int]]) -> Generated:
+        """Generate for prompts given as token id lists (each 1..max_length long, `</s>` included)."""
+        lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+        sequences: list[np.ndarray | None] = [None] * len(rows)
+        generated = np.zeros((len(rows), self.returns), dtype=np.int32)
+        shares = np.zeros(len(rows), dtype=np.float64)
+        eos = self.config.eos_token_ids
+        for batch in plan_batches(lengths, self.batch_tokens, self.buckets, batch_size=self.batch_size):
+            ids = np.full((batch.size, batch.length), self.pad_id, dtype=np.int32)
+            mask = np.zeros((batch.size, batch.length), dtype=np.int32)
+            for slot, row in enumerate(batch.rows):
+                ids[slot, : lengths[row]] = rows[row]
+                mask[slot, : lengths[row]] = 1
+            # Filler rows repeat the first real row: realistic input, no all-padding rows; their output is dropped.
+            ids[len(batch.rows) :] = ids[0]
+            mask[len(batch.rows) :] = mask[0]
+            if (batch.size, batch.length) not in self._shapes_seen:
+                self._shapes_seen.add((batch.size, batch.length))
+                logger.debug("compiling generate for prompts [%d, %d]", batch.size, batch.length)
+            out = self.model.generate(
+                ids, mask, generation_config=self.config, params=self.params, prng_key=self._key(ids)
+            )
+            out = out.reshape(batch.size, self.returns, -1)  # each prompt's sequences are side by side
+            for slot, row in enumerate(batch.rows):
+                sequences[row] = out[slot]
+                generated[row] = generated_lengths(out[slot], eos)
+            shares[batch.rows] = batch.padded_tokens / len(batch.rows)
+        return Generated(sequences, generated, shares)
+
+    def _decode(self, sequences: np.ndarray) -> list[str] | Exception:
+        try:
+            return self.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+        except Exception as error:  # noqa: BLE001 - the row carries the message instead of failing the job
+            return error
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        require_columns(batch, self.needs, type(self).__name__)
+        rows = batch.column("input_ids").to_pylist()
+        errors = batch.column("error").to_pylist()
+        for index, row in enumerate(rows):
+            if errors[index] is None and not row:
+                errors[index] = "no tokens to generate from"
+            elif errors[index] is None and len(row) > self.max_length:
+                errors[index] = f"{len(row)} prompt tokens is more than max_length {self.max_length}"
+        todo = [index for index, error in enumerate(errors) if error is None]
+        texts: list[Any] = [None] * len(rows)
+        counts: list[Any] = [None if self.returns > 1 else 0] * len(rows)
+        shares = np.zeros(len(rows), dtype=np.float64)
+        if todo:
+            result = self.generate_ids([rows[index] for index in todo])
+            shares[todo] = result.padded_share
+            for position, index in enumerate(todo):
+                decoded = self._decode(result.sequences[position])
+                if isinstance(decoded, Exception):
+                    errors[index] = f"decoding failed: {type(decoded).__name__}: {decoded}"
+                    continue
+                lengths = result.lengths[position].tolist()
+                texts[index] = decoded if self.returns > 1 else decoded[0]
+                counts[index] = lengths if self.returns > 1 else lengths[0]
+        if self.returns > 1:
+            text_column = pa.array(texts, type=pa.list_(pa.string()))
+            count_column = pa.array(counts, type=pa.list_(pa.int32()))
+        else:
+            text_column = pa.array(texts, type=pa.string())
+            count_column = pa.array(counts, type=pa.int32())
+        table = batch.drop_columns(["input_ids", "error"])
+        table = table.rename_columns(["n_input_tokens" if name == "n_tokens" else name for name in table.column_names])
+        for name in ("generated_text", "n_generated_tokens", PADDED_TOKENS):
+            if name in table.column_names:
+                table = table.drop_columns([name])
+        return (
+            table.append_column("generated_text", text_column)
+            .append_column("n_generated_tokens", count_column)
+            .append_column("error", pa.array(errors, type=pa.string()))
+            .append_column(PADDED_TOKENS, pa.array(shares))
+        )
