@@ -15,6 +15,7 @@ converter from the same weights) runs too when it is installed (`pip install ctr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -144,6 +145,26 @@ def transformers_forward(checkpoint: Path, bf16: bool):
     return forward
 
 
+@contextlib.contextmanager
+def _vocabulary_padded_to_model_size():
+    """The bench pairs the bundled 1,512-piece tokenizer with xlm-r-base's 250,002-row embedding; CTranslate2 insists
+    the two sizes agree, so the vocabulary is padded with placeholders (ids are passed directly, never strings)."""
+    from ctranslate2.converters import transformers as ct2_transformers
+
+    loader = ct2_transformers.XLMRobertaLoader
+    original = loader.get_vocabulary
+
+    def padded(self, model, tokenizer):
+        tokens = original(self, model, tokenizer)
+        return tokens + [f"<unused{i}>" for i in range(len(tokens), model.config.vocab_size)]
+
+    loader.get_vocabulary = padded
+    try:
+        yield
+    finally:
+        loader.get_vocabulary = original
+
+
 def ctranslate2_forward(checkpoint: Path, workdir: Path, quantization: str):
     """CTranslate2's own converter on the same weights; None when ctranslate2 is not installed."""
     try:
@@ -159,7 +180,8 @@ def ctranslate2_forward(checkpoint: Path, workdir: Path, quantization: str):
         config = json.loads((patched / "config.json").read_text())
         config["position_embedding_type"] = "absolute"
         (patched / "config.json").write_text(json.dumps(config))
-        TransformersConverter(str(patched)).convert(str(converted), quantization=quantization, force=True)
+        with _vocabulary_padded_to_model_size():
+            TransformersConverter(str(patched)).convert(str(converted), quantization=quantization, force=True)
     encoder = ctranslate2.Encoder(str(converted), device="cpu", compute_type=quantization, intra_threads=os.cpu_count())
 
     def forward(batch: list[list[int]]):
