@@ -34,6 +34,7 @@ from textbatch.models.attention import attend
 from textbatch.models.configuration import PretrainedConfig
 from textbatch.models.modeling import FlaxPreTrainedModel
 from textbatch.models.outputs import ModelOutput
+from textbatch.models.sharding import logical
 
 logger = logging.getLogger(__name__)
 
@@ -140,13 +141,26 @@ def token_mask(input_ids, attention_mask, lengths, pad_index: int, batch: int, s
     return (jnp.arange(seq_len)[None, :] < jnp.asarray(lengths)[:, None]).astype(jnp.int32)
 
 
-def _dense(features: int, config: FlaubertConfig, dtype, name: str) -> nn.Dense:
-    return nn.Dense(features, dtype=dtype, kernel_init=nn.initializers.normal(config.init_std), name=name)
+def _dense(features: int, config: FlaubertConfig, dtype, name: str, axes: tuple[str, str]) -> nn.Dense:
+    """A projection whose kernel [in, out] and bias [out] name their logical axes (sharding.py maps them)."""
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        kernel_init=logical(nn.initializers.normal(config.init_std), axes),
+        bias_init=logical(nn.initializers.zeros_init(), axes[-1:]),
+        name=name,
+    )
 
 
 def _layer_norm(config: FlaubertConfig, dtype, name: str) -> nn.LayerNorm:
     # Flax computes the statistics in float32 even for bfloat16 inputs.
-    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, name=name)
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_eps,
+        dtype=dtype,
+        scale_init=logical(nn.initializers.ones_init(), ("embed",)),
+        bias_init=logical(nn.initializers.zeros_init(), ("embed",)),
+        name=name,
+    )
 
 
 class FlaubertAttention(nn.Module):
@@ -167,7 +181,7 @@ class FlaubertAttention(nn.Module):
         head_dim = cfg.emb_dim // heads
 
         def project(name):
-            out = _dense(cfg.emb_dim, cfg, self.dtype, name)(hidden)
+            out = _dense(cfg.emb_dim, cfg, self.dtype, name, ("embed", "heads"))(hidden)
             return out.reshape(*out.shape[:2], heads, head_dim)  # [batch, len, heads, head_dim]
 
         query, key, value = project("q_lin"), project("k_lin"), project("v_lin")
@@ -184,7 +198,7 @@ class FlaubertAttention(nn.Module):
             head_mask=layer_head_mask,
         )
         context = context.reshape(*context.shape[:2], cfg.emb_dim)  # [batch, len, emb_dim]
-        return _dense(cfg.emb_dim, cfg, self.dtype, "out_lin")(context), probs
+        return _dense(cfg.emb_dim, cfg, self.dtype, "out_lin", ("heads", "embed"))(context), probs
 
     def _use_cache(self, query, key, value, bias):
         initialised = self.has_variable("cache", "cached_key")
@@ -216,9 +230,9 @@ class FlaubertFFN(nn.Module):
     @nn.compact
     def __call__(self, hidden, deterministic=True):
         cfg = self.config
-        hidden = _dense(4 * cfg.emb_dim, cfg, self.dtype, "lin1")(hidden)
+        hidden = _dense(4 * cfg.emb_dim, cfg, self.dtype, "lin1", ("embed", "mlp"))(hidden)
         hidden = activation("gelu" if cfg.gelu_activation else "relu")(hidden)
-        hidden = _dense(cfg.emb_dim, cfg, self.dtype, "lin2")(hidden)
+        hidden = _dense(cfg.emb_dim, cfg, self.dtype, "lin2", ("mlp", "embed"))(hidden)
         return nn.Dropout(cfg.dropout)(hidden, deterministic=deterministic)
 
 
@@ -293,19 +307,20 @@ class FlaubertModule(nn.Module):
             position_ids = jnp.broadcast_to(jnp.arange(seq_len), (batch, seq_len))
 
         embed_init = nn.initializers.normal(cfg.embed_init_std)
-        words = nn.Embed(cfg.vocab_size, cfg.emb_dim, embedding_init=embed_init, dtype=self.dtype, name="embeddings")
+        words = nn.Embed(cfg.vocab_size, cfg.emb_dim, dtype=self.dtype, name="embeddings",
+                         embedding_init=logical(embed_init, ("vocab", "embed")))
         position_init = embed_init
         if cfg.sinusoidal_embeddings:
             position_init = _fixed_table(sinusoidal_positions(cfg.max_position_embeddings, cfg.emb_dim))
         positions = nn.Embed(
-            cfg.max_position_embeddings, cfg.emb_dim, embedding_init=position_init, dtype=self.dtype,
-            name="position_embeddings",
+            cfg.max_position_embeddings, cfg.emb_dim, dtype=self.dtype, name="position_embeddings",
+            embedding_init=logical(position_init, ("positions", "embed")),
         )
         hidden = words(input_ids) if inputs_embeds is None else inputs_embeds.astype(self.dtype)
         hidden = hidden + positions(position_ids)  # [batch, len, emb_dim]
         if langs is not None and cfg.use_lang_emb and cfg.n_langs > 1:
-            lang_table = nn.Embed(cfg.n_langs, cfg.emb_dim, embedding_init=embed_init, dtype=self.dtype,
-                                  name="lang_embeddings")
+            lang_table = nn.Embed(cfg.n_langs, cfg.emb_dim, dtype=self.dtype, name="lang_embeddings",
+                                  embedding_init=logical(embed_init, ("langs", "embed")))
             hidden = hidden + lang_table(langs)
         if token_type_ids is not None:  # XLM looks token types up in the word table
             hidden = hidden + words(token_type_ids)

@@ -33,6 +33,7 @@ from textbatch.models.outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
+from textbatch.models.sharding import logical
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class _TiedProjection(nn.Module):
 
     @nn.compact
     def __call__(self, hidden, table):
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        bias = self.param("bias", logical(nn.initializers.zeros, ("vocab",)), (self.features,),
+                          jnp.float32)
         logits = jnp.einsum("bld,vd->blv", hidden, table.astype(self.dtype))  # [batch, len, vocab]
         return logits + bias.astype(self.dtype)
 
@@ -89,7 +91,7 @@ class FlaubertPredLayer(nn.Module):
     @nn.compact
     def __call__(self, hidden, table=None):
         if table is None:
-            return _dense(self.config.vocab_size, self.config, self.dtype, "proj")(hidden)
+            return _dense(self.config.vocab_size, self.config, self.dtype, "proj", ("embed", "vocab"))(hidden)
         return _TiedProjection(self.config.vocab_size, self.dtype, name="proj")(hidden, table)
 
 
@@ -111,7 +113,8 @@ class FlaubertSequenceSummary(nn.Module):
         summary = nn.Dropout(cfg.summary_first_dropout)(summary, deterministic=deterministic)
         if cfg.summary_use_proj:
             to_labels = cfg.summary_proj_to_labels and cfg.num_labels > 0
-            summary = _dense(cfg.num_labels if to_labels else cfg.emb_dim, cfg, self.dtype, "summary")(summary)
+            axes = ("embed", "labels" if to_labels else "embed")
+            summary = _dense(cfg.num_labels if to_labels else cfg.emb_dim, cfg, self.dtype, "summary", axes)(summary)
         if cfg.summary_activation:
             summary = activation(cfg.summary_activation)(summary)
         last_dropout = getattr(cfg, "summary_last_dropout", 0.0) or 0.0
@@ -132,7 +135,9 @@ class FlaubertWithLMHeadModule(nn.Module):
                  output_hidden_states=False, **inputs):
         flags = dict(output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         transformer, outputs = _transformer_outputs(self, inputs, init_cache, deterministic, flags)
-        table = transformer.variables["params"]["embeddings"]["embedding"] if self.config.tie_word_embeddings else None
+        table = None
+        if self.config.tie_word_embeddings:  # unboxed: during init, parameters carry their logical axis names
+            table = nn.meta.unbox(transformer.variables["params"]["embeddings"]["embedding"])
         logits = FlaubertPredLayer(self.config, self.dtype, name="pred_layer")(outputs.last_hidden_state, table)
         loss = None if labels is None else cross_entropy(logits, labels)
         return FlaubertLMHeadOutput(
@@ -190,7 +195,7 @@ class FlaubertForTokenClassificationModule(nn.Module):
         flags = dict(output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         _, outputs = _transformer_outputs(self, inputs, False, deterministic, flags)
         hidden = nn.Dropout(self.config.dropout)(outputs.last_hidden_state, deterministic=deterministic)
-        logits = _dense(self.config.num_labels, self.config, self.dtype, "classifier")(hidden)  # [batch, len, labels]
+        logits = _dense(self.config.num_labels, self.config, self.dtype, "classifier", ("embed", "labels"))(hidden)  # [batch, len, labels]
         return TokenClassifierOutput(logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
@@ -202,7 +207,9 @@ class FlaubertForQuestionAnsweringSimpleModule(nn.Module):
     def __call__(self, deterministic=True, output_attentions=False, output_hidden_states=False, **inputs):
         flags = dict(output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         _, outputs = _transformer_outputs(self, inputs, False, deterministic, flags)
-        logits = _dense(self.config.num_labels, self.config, self.dtype, "qa_outputs")(outputs.last_hidden_state)
+        logits = _dense(self.config.num_labels, self.config, self.dtype, "qa_outputs", ("embed", "labels"))(
+            outputs.last_hidden_state
+        )
         return QuestionAnsweringModelOutput(
             start_logits=logits[..., 0],  # [batch, len]
             end_logits=logits[..., 1],
@@ -228,7 +235,7 @@ class FlaubertForMultipleChoiceModule(nn.Module):
         summary = FlaubertSequenceSummary(self.config, self.dtype, name="sequence_summary")(
             outputs.last_hidden_state, deterministic
         )
-        logits = _dense(1, self.config, self.dtype, "logits_proj")(summary)  # [batch * choices, 1]
+        logits = _dense(1, self.config, self.dtype, "logits_proj", ("embed", "labels"))(summary)  # [batch * choices, 1]
         return MultipleChoiceModelOutput(
             logits=logits.reshape(batch, choices), hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

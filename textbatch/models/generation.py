@@ -26,6 +26,7 @@ import numpy as np
 
 from textbatch.models.generation_beam import beam_search
 from textbatch.models.generation_logits import process_logits
+from textbatch.models.quantize import int8_matmuls
 
 logger = logging.getLogger(__name__)
 
@@ -298,8 +299,9 @@ class Seq2SeqGenerationMixin:
             )
         if prng_key is None:
             prng_key = jax.random.PRNGKey(0 if seed is None else seed)
+        placed = self.place_inputs({"input_ids": input_ids, "attention_mask": attention_mask})  # rows over a mesh
         sequences, length = self._compiled_generate(config)(
-            self.params if params is None else params, input_ids, attention_mask, prng_key
+            self.params if params is None else params, placed["input_ids"], placed["attention_mask"], prng_key
         )
         return np.asarray(sequences)[:, : int(length)]
 
@@ -323,7 +325,18 @@ class Seq2SeqGenerationMixin:
             cache[config] = jax.jit(functools.partial(self._generate_program, config=config))
         return cache[config]
 
+    def generation_function(self, config: GenerationConfig):
+        """The jitted `(params, input_ids, attention_mask, prng_key) -> (sequences, used length)` behind `generate`,
+        for a resolved config (`resolve_generation_config`): for callers that compile it ahead of time and time it
+        (the generate job's model step). Inputs go through `place_inputs` first; `generate` returns
+        `sequences[:, :used length]`."""
+        return self._compiled_generate(config)
+
     def _generate_program(self, params, input_ids, attention_mask, rng, *, config: GenerationConfig):
+        with int8_matmuls():  # int8 kernels (load_in_8bit) are used as they are stored, in the loop body too
+            return self._generate_traced(params, input_ids, attention_mask, rng, config)
+
+    def _generate_traced(self, params, input_ids, attention_mask, rng, config: GenerationConfig):
         encoder_hidden = self._encode_for_generation(params, input_ids, attention_mask)
         copies = config.num_beams if config.num_beams > 1 else config.num_return_sequences
         if copies > 1:  # each prompt's copies side by side, as the beams of a prompt are laid out

@@ -32,6 +32,8 @@ from textbatch.models.outputs import (
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
 )
+from textbatch.models.quantize import int8_matmuls
+from textbatch.models.sharding import logical
 
 
 class T5Config(PretrainedConfig):
@@ -109,8 +111,10 @@ class T5Config(PretrainedConfig):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _dense(features: int, std: float, dtype: jnp.dtype, name: str) -> nn.Dense:
-    return nn.Dense(features, use_bias=False, dtype=dtype, kernel_init=nn.initializers.normal(std), name=name)
+def _dense(features: int, std: float, dtype: jnp.dtype, name: str | None, axes: tuple[str, str]) -> nn.Dense:
+    """A bias-free projection whose kernel [in, out] names its logical axes (sharding.py maps them to devices)."""
+    init = logical(nn.initializers.normal(std), axes)
+    return nn.Dense(features, use_bias=False, dtype=dtype, kernel_init=init, name=name)
 
 
 class T5LayerNorm(nn.Module):
@@ -121,7 +125,8 @@ class T5LayerNorm(nn.Module):
 
     @nn.compact
     def __call__(self, hidden):
-        weight = self.param("weight", nn.initializers.ones, (hidden.shape[-1],))
+        weight = self.param("weight", logical(nn.initializers.ones, ("embed",)),
+                            (hidden.shape[-1],))
         hidden = hidden.astype(jnp.float32)
         variance = jnp.mean(jnp.square(hidden), axis=-1, keepdims=True)
         return (weight * (hidden * jax.lax.rsqrt(variance + self.epsilon))).astype(self.dtype)
@@ -179,9 +184,10 @@ class T5Attention(nn.Module):
         def split(x):
             return x.reshape(*x.shape[:2], heads, d_kv)  # [batch, len, heads, d_kv]
 
-        query = split(_dense(inner, factor * (cfg.d_model * d_kv) ** -0.5, self.dtype, "q")(hidden))
-        project_key = _dense(inner, factor * cfg.d_model**-0.5, self.dtype, "k")
-        project_value = _dense(inner, factor * cfg.d_model**-0.5, self.dtype, "v")
+        to_heads = ("embed", "heads")  # the joined heads x d_kv dimension, head-major
+        query = split(_dense(inner, factor * (cfg.d_model * d_kv) ** -0.5, self.dtype, "q", to_heads)(hidden))
+        project_key = _dense(inner, factor * cfg.d_model**-0.5, self.dtype, "k", to_heads)
+        project_value = _dense(inner, factor * cfg.d_model**-0.5, self.dtype, "v", to_heads)
         uses_cache = init_cache or self.has_variable("cache", "cached_key")
         offset = 0
 
@@ -231,7 +237,9 @@ class T5Attention(nn.Module):
             scale=1.0,
             dropout=None if deterministic else lambda p: dropout(p, deterministic=False),
         )
-        output = _dense(cfg.d_model, factor * inner**-0.5, self.dtype, "o")(context.reshape(batch, q_len, inner))
+        output = _dense(cfg.d_model, factor * inner**-0.5, self.dtype, "o", ("heads", "embed"))(
+            context.reshape(batch, q_len, inner)
+        )
         return output, position_bias, probs
 
     def _relative_bias(self, query_positions, key_positions):
@@ -245,7 +253,9 @@ class T5Attention(nn.Module):
         table = nn.Embed(
             cfg.relative_attention_num_buckets,
             cfg.num_heads,
-            embedding_init=nn.initializers.normal(cfg.initializer_factor * cfg.d_model**-0.5),
+            embedding_init=logical(
+                nn.initializers.normal(cfg.initializer_factor * cfg.d_model**-0.5), ("buckets", "heads")
+            ),
             dtype=jnp.float32,
             name="relative_attention_bias",
         )
@@ -265,13 +275,13 @@ class T5DenseActDense(nn.Module):
         std_in = cfg.initializer_factor * cfg.d_model**-0.5
         act = activation(cfg.dense_act_fn)
         if cfg.is_gated_act:
-            hidden = act(_dense(cfg.d_ff, std_in, self.dtype, "wi_0")(hidden)) * _dense(
-                cfg.d_ff, std_in, self.dtype, "wi_1"
+            hidden = act(_dense(cfg.d_ff, std_in, self.dtype, "wi_0", ("embed", "mlp"))(hidden)) * _dense(
+                cfg.d_ff, std_in, self.dtype, "wi_1", ("embed", "mlp")
             )(hidden)
         else:
-            hidden = act(_dense(cfg.d_ff, std_in, self.dtype, "wi")(hidden))  # [batch, len, d_ff]
+            hidden = act(_dense(cfg.d_ff, std_in, self.dtype, "wi", ("embed", "mlp"))(hidden))  # [batch, len, d_ff]
         hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
-        wo = _dense(cfg.d_model, cfg.initializer_factor * cfg.d_ff**-0.5, jnp.float32, "wo")
+        wo = _dense(cfg.d_model, cfg.initializer_factor * cfg.d_ff**-0.5, jnp.float32, "wo", ("mlp", "embed"))
         return wo(hidden.astype(jnp.float32))
 
 
@@ -449,7 +459,9 @@ class T5EncoderModule(nn.Module):
         self.shared = nn.Embed(
             cfg.vocab_size,
             cfg.d_model,
-            embedding_init=nn.initializers.normal(cfg.initializer_factor),
+            embedding_init=logical(
+                nn.initializers.normal(cfg.initializer_factor), ("vocab", "embed")
+            ),
             dtype=self.dtype,
         )
         self.encoder = T5Stack(cfg, self.dtype, is_decoder=False, num_layers=cfg.num_layers)
@@ -565,7 +577,7 @@ class T5ForConditionalGenerationModule(T5Module):
         super().setup()
         cfg = self.config
         if not cfg.tie_word_embeddings:
-            self.lm_head = _dense(cfg.vocab_size, cfg.initializer_factor, self.dtype, None)
+            self.lm_head = _dense(cfg.vocab_size, cfg.initializer_factor, self.dtype, None, ("embed", "vocab"))
 
     def logits(self, hidden):
         cfg = self.config
@@ -622,6 +634,9 @@ def _hidden_of(encoder_outputs) -> Any:
 class FlaxT5PreTrainedModel(FlaxPreTrainedModel):
     config_class = T5Config
     base_model_prefix = "transformer"
+    # Computed in float32 whatever the dtype (see T5DenseActDense, T5Attention._relative_bias): in half-precision
+    # runs they are stored float32 and never quantised.
+    keep_in_float32 = (r"DenseReluDense/wo/kernel$", r"relative_attention_bias/embedding$")
 
     def __init__(self, config: T5Config, input_shape=(1, 1), seed: int = 0, dtype=jnp.float32,
                  _do_init: bool = True, **module_kwargs: Any):
@@ -634,15 +649,18 @@ class FlaxT5PreTrainedModel(FlaxPreTrainedModel):
 
     def _apply_method(self, params, inputs, rngs, cache, *, method, init_cache=False, **flags):
         variables = {"params": params}
-        if init_cache:  # a fresh cache: only the "cache" collection comes back (XLA drops the unused forward pass)
-            _, updated = self.module.apply(
-                variables, **inputs, rngs=rngs, method=method, init_cache=True, mutable=["cache"], **flags
+        with int8_matmuls():  # int8 kernels (load_in_8bit) are used as they are stored
+            if init_cache:  # a fresh cache: only the "cache" collection comes back (XLA drops the unused forward)
+                _, updated = self.module.apply(
+                    variables, **inputs, rngs=rngs, method=method, init_cache=True, mutable=["cache"], **flags
+                )
+                return updated["cache"]
+            if cache is None:
+                return self.module.apply(variables, **inputs, rngs=rngs, method=method, **flags)
+            variables["cache"] = cache
+            outputs, updated = self.module.apply(
+                variables, **inputs, rngs=rngs, method=method, mutable=["cache"], **flags
             )
-            return updated["cache"]
-        if cache is None:
-            return self.module.apply(variables, **inputs, rngs=rngs, method=method, **flags)
-        variables["cache"] = cache
-        outputs, updated = self.module.apply(variables, **inputs, rngs=rngs, method=method, mutable=["cache"], **flags)
         return outputs.replace(past_key_values=updated["cache"])
 
     def _run(self, method: str, inputs: dict, *, params, dropout_rng, train, output_attentions,
@@ -650,7 +668,7 @@ class FlaxT5PreTrainedModel(FlaxPreTrainedModel):
         if train and dropout_rng is None:
             raise ValueError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
         cfg = self.config
-        arrays = {name: jnp.asarray(value) for name, value in inputs.items() if value is not None}
+        arrays = self.place_inputs({name: jnp.asarray(value) for name, value in inputs.items() if value is not None})
         outputs = self._compiled_method(
             self.params if params is None else params,
             arrays,

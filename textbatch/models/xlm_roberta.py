@@ -18,6 +18,7 @@ from textbatch.models.attention import attend
 from textbatch.models.configuration import PretrainedConfig
 from textbatch.models.modeling import FlaxPreTrainedModel
 from textbatch.models.outputs import BaseModelOutputWithPoolingAndCrossAttentions
+from textbatch.models.sharding import logical
 
 
 class XLMRobertaConfig(PretrainedConfig):
@@ -62,13 +63,31 @@ def position_ids_from_input_ids(input_ids: jax.Array, padding_idx: int, past_len
     return (jnp.cumsum(is_token, axis=1) + past_length) * is_token + padding_idx
 
 
-def _dense(features: int, config: XLMRobertaConfig, dtype: jnp.dtype, name: str) -> nn.Dense:
-    return nn.Dense(features, dtype=dtype, kernel_init=nn.initializers.normal(config.initializer_range), name=name)
+def _dense(features: int, config: XLMRobertaConfig, dtype: jnp.dtype, name: str, axes: tuple[str, str]) -> nn.Dense:
+    """A projection whose kernel [in, out] and bias [out] name their logical axes (sharding.py maps them)."""
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        kernel_init=logical(nn.initializers.normal(config.initializer_range), axes),
+        bias_init=logical(nn.initializers.zeros_init(), axes[-1:]),
+        name=name,
+    )
 
 
-def _layer_norm(config: XLMRobertaConfig, dtype: jnp.dtype) -> nn.LayerNorm:
+def _layer_norm(config: XLMRobertaConfig, dtype: jnp.dtype, name: str = "LayerNorm") -> nn.LayerNorm:
     # Flax computes the statistics in float32 even for bfloat16 inputs.
-    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, name="LayerNorm")
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_eps,
+        dtype=dtype,
+        scale_init=logical(nn.initializers.ones_init(), ("embed",)),
+        bias_init=logical(nn.initializers.zeros_init(), ("embed",)),
+        name=name,
+    )
+
+
+def _table(rows: int, config: XLMRobertaConfig, dtype: jnp.dtype, name: str, axes: tuple[str, str]) -> nn.Embed:
+    init = logical(nn.initializers.normal(config.initializer_range), axes)
+    return nn.Embed(rows, config.hidden_size, embedding_init=init, dtype=dtype, name=name)
 
 
 class XLMRobertaEmbeddings(nn.Module):
@@ -78,14 +97,9 @@ class XLMRobertaEmbeddings(nn.Module):
     @nn.compact
     def __call__(self, input_ids, token_type_ids, position_ids, deterministic: bool = True):
         cfg = self.config
-        init = nn.initializers.normal(cfg.initializer_range)
-        words = nn.Embed(cfg.vocab_size, cfg.hidden_size, embedding_init=init, dtype=self.dtype, name="word_embeddings")
-        positions = nn.Embed(
-            cfg.max_position_embeddings, cfg.hidden_size, embedding_init=init, dtype=self.dtype, name="position_embeddings"
-        )
-        types = nn.Embed(
-            cfg.type_vocab_size, cfg.hidden_size, embedding_init=init, dtype=self.dtype, name="token_type_embeddings"
-        )
+        words = _table(cfg.vocab_size, cfg, self.dtype, "word_embeddings", ("vocab", "embed"))
+        positions = _table(cfg.max_position_embeddings, cfg, self.dtype, "position_embeddings", ("positions", "embed"))
+        types = _table(cfg.type_vocab_size, cfg, self.dtype, "token_type_embeddings", ("types", "embed"))
         hidden = words(input_ids) + types(token_type_ids) + positions(position_ids)  # [batch, len, hidden]
         hidden = _layer_norm(cfg, self.dtype)(hidden)
         return nn.Dropout(cfg.hidden_dropout_prob)(hidden, deterministic=deterministic)
@@ -112,7 +126,7 @@ class XLMRobertaSelfAttention(nn.Module):
         head_dim = cfg.hidden_size // heads
 
         def project(name, states):
-            out = _dense(cfg.hidden_size, cfg, self.dtype, name)(states)
+            out = _dense(cfg.hidden_size, cfg, self.dtype, name, ("embed", "heads"))(states)
             return out.reshape(*out.shape[:2], heads, head_dim)  # [batch, len, heads, head_dim]
 
         source = hidden if key_value_states is None else key_value_states
@@ -174,15 +188,17 @@ def _causal(q_len: int, k_len: int, offset) -> jax.Array:
 
 
 class XLMRobertaResidualOutput(nn.Module):
-    """dense -> dropout -> LayerNorm(x + residual): the 'output' block after attention and after the MLP."""
+    """dense -> dropout -> LayerNorm(x + residual): the 'output' block after attention and after the MLP.
+    `input_axis` names what the dense layer reads: "heads" after attention, "mlp" after the MLP."""
 
     config: XLMRobertaConfig
     dtype: jnp.dtype = jnp.float32
+    input_axis: str = "heads"
 
     @nn.compact
     def __call__(self, hidden, residual, deterministic: bool = True):
         cfg = self.config
-        hidden = _dense(cfg.hidden_size, cfg, self.dtype, "dense")(hidden)
+        hidden = _dense(cfg.hidden_size, cfg, self.dtype, "dense", (self.input_axis, "embed"))(hidden)
         hidden = nn.Dropout(cfg.hidden_dropout_prob)(hidden, deterministic=deterministic)
         return _layer_norm(cfg, self.dtype)(hidden + residual)
 
@@ -199,7 +215,8 @@ class XLMRobertaAttention(nn.Module):
         context, probs = XLMRobertaSelfAttention(self.config, self.dtype, self.causal, name="self")(
             hidden, attention_mask, layer_head_mask, key_value_states, init_cache, deterministic
         )
-        return XLMRobertaResidualOutput(self.config, self.dtype, name="output")(context, hidden, deterministic), probs
+        output = XLMRobertaResidualOutput(self.config, self.dtype, "heads", name="output")
+        return output(context, hidden, deterministic), probs
 
 
 class XLMRobertaIntermediate(nn.Module):
@@ -208,7 +225,7 @@ class XLMRobertaIntermediate(nn.Module):
 
     @nn.compact
     def __call__(self, hidden):
-        hidden = _dense(self.config.intermediate_size, self.config, self.dtype, "dense")(hidden)
+        hidden = _dense(self.config.intermediate_size, self.config, self.dtype, "dense", ("embed", "mlp"))(hidden)
         return activation(self.config.hidden_act)(hidden)
 
 
@@ -244,7 +261,7 @@ class XLMRobertaLayer(nn.Module):
                 deterministic=deterministic,
             )
         expanded = XLMRobertaIntermediate(cfg, self.dtype, name="intermediate")(attended)
-        out = XLMRobertaResidualOutput(cfg, self.dtype, name="output")(expanded, attended, deterministic)
+        out = XLMRobertaResidualOutput(cfg, self.dtype, "mlp", name="output")(expanded, attended, deterministic)
         return out, probs, cross_probs
 
 
@@ -308,7 +325,7 @@ class XLMRobertaPooler(nn.Module):
     @nn.compact
     def __call__(self, hidden):
         first = hidden[:, 0]  # [batch, hidden]
-        return jnp.tanh(_dense(self.config.hidden_size, self.config, self.dtype, "dense")(first))
+        return jnp.tanh(_dense(self.config.hidden_size, self.config, self.dtype, "dense", ("embed", "embed"))(first))
 
 
 def _expand_head_mask(head_mask: jax.Array | None, config: XLMRobertaConfig) -> jax.Array | None:

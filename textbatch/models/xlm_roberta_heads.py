@@ -23,11 +23,13 @@ from textbatch.models.outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
+from textbatch.models.sharding import logical
 from textbatch.models.xlm_roberta import (
     FlaxXLMRobertaPreTrainedModel,
     XLMRobertaConfig,
     XLMRobertaModule,
     _dense,
+    _layer_norm,
 )
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ def _tied_embedding(roberta: nn.Module, config: XLMRobertaConfig) -> jax.Array |
     """The word-embedding matrix [vocab, hidden] when the LM decoder is tied to it (no decoder kernel of its own)."""
     if not config.tie_word_embeddings:
         return None
-    return roberta.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
+    # Unboxed: while the model is initialised, parameters still carry their logical axis names.
+    return nn.meta.unbox(roberta.variables["params"]["embeddings"]["word_embeddings"]["embedding"])
 
 
 def _finish(outputs, return_dict: bool):
@@ -64,14 +67,14 @@ class XLMRobertaLMHead(nn.Module):
     @nn.compact
     def __call__(self, hidden, shared_embedding=None):
         cfg = self.config
-        hidden = _dense(cfg.hidden_size, cfg, self.dtype, "dense")(hidden)
+        hidden = _dense(cfg.hidden_size, cfg, self.dtype, "dense", ("embed", "embed"))(hidden)
         hidden = activation("gelu")(hidden)
-        hidden = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="layer_norm")(hidden)
+        hidden = _layer_norm(cfg, self.dtype, "layer_norm")(hidden)
         # Tied, the reference's decoder bias *is* lm_head.bias; untied, its decoder has a bias of its own and
         # lm_head.bias goes unused (kept so checkpoints round-trip).
-        bias = self.param("bias", nn.initializers.zeros, (cfg.vocab_size,))
+        bias = self.param("bias", logical(nn.initializers.zeros, ("vocab",)), (cfg.vocab_size,))
         if shared_embedding is None:
-            return _dense(cfg.vocab_size, cfg, self.dtype, "decoder")(hidden)
+            return _dense(cfg.vocab_size, cfg, self.dtype, "decoder", ("embed", "vocab"))(hidden)
         logits = jnp.einsum("blh,vh->blv", hidden, shared_embedding.astype(self.dtype))  # [batch, len, vocab]
         return logits + bias.astype(self.dtype)
 
@@ -154,9 +157,9 @@ class XLMRobertaClassificationHead(nn.Module):
         cfg = self.config
         dropout = nn.Dropout(_classifier_dropout(cfg))
         first = dropout(hidden[:, 0], deterministic=deterministic)  # [batch, hidden]
-        first = jnp.tanh(_dense(cfg.hidden_size, cfg, self.dtype, "dense")(first))
+        first = jnp.tanh(_dense(cfg.hidden_size, cfg, self.dtype, "dense", ("embed", "embed"))(first))
         first = dropout(first, deterministic=deterministic)
-        return _dense(cfg.num_labels, cfg, self.dtype, "out_proj")(first)  # [batch, num_labels]
+        return _dense(cfg.num_labels, cfg, self.dtype, "out_proj", ("embed", "labels"))(first)  # [batch, num_labels]
 
 
 class XLMRobertaForSequenceClassificationModule(nn.Module):
@@ -216,7 +219,7 @@ class XLMRobertaForMultipleChoiceModule(nn.Module):
             output_hidden_states=output_hidden_states,
         )
         pooled = nn.Dropout(self.config.hidden_dropout_prob)(base.pooler_output, deterministic=deterministic)
-        scores = _dense(1, self.config, self.dtype, "classifier")(pooled)  # [batch * choices, 1]
+        scores = _dense(1, self.config, self.dtype, "classifier", ("embed", "labels"))(pooled)  # [batch * choices, 1]
         outputs = MultipleChoiceModelOutput(
             logits=scores.reshape(-1, num_choices), hidden_states=base.hidden_states, attentions=base.attentions
         )
@@ -246,7 +249,7 @@ class XLMRobertaForTokenClassificationModule(nn.Module):
             output_hidden_states=output_hidden_states,
         )
         hidden = nn.Dropout(_classifier_dropout(self.config))(base.last_hidden_state, deterministic=deterministic)
-        logits = _dense(self.config.num_labels, self.config, self.dtype, "classifier")(hidden)  # [batch, len, labels]
+        logits = _dense(self.config.num_labels, self.config, self.dtype, "classifier", ("embed", "labels"))(hidden)  # [batch, len, labels]
         outputs = TokenClassifierOutput(logits=logits, hidden_states=base.hidden_states, attentions=base.attentions)
         return _finish(outputs, return_dict)
 
@@ -273,7 +276,9 @@ class XLMRobertaForQuestionAnsweringModule(nn.Module):
             deterministic=deterministic, output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
-        logits = _dense(self.config.num_labels, self.config, self.dtype, "qa_outputs")(base.last_hidden_state)
+        logits = _dense(self.config.num_labels, self.config, self.dtype, "qa_outputs", ("embed", "labels"))(
+            base.last_hidden_state
+        )
         outputs = QuestionAnsweringModelOutput(
             start_logits=logits[..., 0],  # [batch, len]
             end_logits=logits[..., 1],

@@ -1,0 +1,219 @@
+"""How parameters are stored: float32 as loaded, a half-precision dtype, or int8 dense kernels with per-channel scales.
+
+int8 (`from_pretrained(..., load_in_8bit=True)`): each dense kernel [..., in, out] is stored as int8 values and one
+float32 scale per output channel (absmax / 127, symmetric, round to nearest), about a quarter of its float32 bytes.
+Embeddings, norms and biases stay as they are: they are small next to the kernels, and the embedding rows a token
+looks up would lose precision for no gain in speed. The model code never sees int8: inside `int8_matmuls()` (which
+every compiled entry point of the models opens while it traces) each `nn.Dense` whose kernel is int8 computes
+`(x @ values) * scale`, converting the int8 values where the layer runs. The int8 values are made to depend on
+the layer's input (`_once_available`), so XLA can neither convert every kernel at the start of the program nor hoist
+the conversion out of a decoding loop: either holds a full floating copy of the weights (on CPU, XLA did both).
+
+The bfloat16 rule: parameters a model lists in `keep_in_float32` (T5's `wo`, whose input overflows half precision;
+its relative position table) stay float32 and unquantised whenever the model runs in half precision, as the reference
+keeps its `_keep_in_fp32_modules`. In float32 runs they are stored like any other kernel.
+
+Everything here acts on one tensor at a time (numpy, on the host), so loading never holds a second full copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Path = tuple[str, ...]
+
+INT8_MAX = 127
+HALF_DTYPES = (np.dtype(jnp.bfloat16), np.dtype(np.float16))
+
+
+@flax.struct.dataclass
+class QuantizedArray:
+    """An int8 kernel: `values` [..., in, out] int8 and `scale` [out] float32, so that values * scale ~ kernel.
+    A pytree: device_put, jit and sharding see its two arrays; `dtype` is what it dequantises to."""
+
+    values: Any
+    scale: Any
+    dtype: Any = flax.struct.field(pytree_node=False, default=np.dtype(np.float32))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.values.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return array_bytes(self.values) + array_bytes(self.scale)
+
+    def dequantize(self) -> jax.Array:
+        return (self.values.astype(jnp.float32) * self.scale.astype(jnp.float32)).astype(self.dtype)
+
+
+def quantize_kernel(kernel: np.ndarray, dtype: Any = None) -> QuantizedArray:
+    """Symmetric int8 with one scale per output channel (the last axis), on the host. An all-zero channel gets
+    scale 1 (its values are 0 whatever the scale)."""
+    kernel = np.asarray(kernel)
+    if kernel.ndim < 2:
+        raise ValueError(f"quantize_kernel needs a kernel [..., in, out], got shape {kernel.shape}")
+    values32 = kernel.astype(np.float32, copy=False)
+    absmax = np.max(np.abs(values32), axis=tuple(range(kernel.ndim - 1)))  # [out]
+    scale = np.where(absmax > 0, absmax / INT8_MAX, 1.0).astype(np.float32)
+    values = np.clip(np.rint(values32 / scale), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return QuantizedArray(values=values, scale=scale, dtype=np.dtype(dtype if dtype is not None else kernel.dtype))
+
+
+def _is_quantized(leaf: Any) -> bool:
+    return isinstance(leaf, QuantizedArray)
+
+
+def _int8_dense(next_fun, args, kwargs, context):
+    """A flax method interceptor: nn.Dense.__call__ with an int8 kernel, computed here; anything else runs as is."""
+    module = context.module
+    if context.method_name != "__call__" or not isinstance(module, nn.Dense):
+        return next_fun(*args, **kwargs)
+    params = module.variables.get("params", {})
+    kernel = params.get("kernel")
+    if not _is_quantized(kernel):
+        return next_fun(*args, **kwargs)
+    (inputs,) = args
+    inputs = jnp.asarray(inputs)
+    dtype = module.dtype or jnp.result_type(inputs.dtype, kernel.dtype)
+    values = _once_available(inputs, kernel.values)
+    contract = (((inputs.ndim - 1,), (0,)), ((), ()))
+    outputs = jax.lax.dot_general(inputs.astype(dtype), values.astype(dtype), contract)  # [..., out]
+    outputs = outputs * kernel.scale.astype(dtype)  # one scale per output channel: exact to apply after the product
+    if module.use_bias:
+        outputs = outputs + params["bias"].astype(dtype)
+    return outputs
+
+
+def _once_available(inputs: jax.Array, values: jax.Array) -> jax.Array:
+    """`values` unchanged, but as a function of `inputs`: an int8 zero computed from the layer's first input element
+    (finite times 0.0, which XLA cannot fold for floats). So the kernel's conversion cannot run before its layer
+    does, nor be hoisted out of a decoding loop: XLA otherwise converts every kernel up front and keeps a full
+    floating copy of the weights alive (an optimization barrier did not stop it on CPU)."""
+    first = inputs[(0,) * inputs.ndim].astype(jnp.float32)
+    zero = jnp.nan_to_num(first, nan=0.0, posinf=0.0, neginf=0.0) * 0.0
+    return values + zero.astype(values.dtype)
+
+
+@contextlib.contextmanager
+def int8_matmuls() -> Iterator[None]:
+    """While tracing a model inside this context, dense layers with int8 kernels compute from them directly."""
+    with nn.intercept_methods(_int8_dense):
+        yield
+
+
+def dequantize_params(params: Any) -> Any:
+    """The tree with every QuantizedArray turned back into its floating kernel (to save it, or to compare).
+    Trees without int8 kernels come back unchanged."""
+    if not any(_is_quantized(leaf) for leaf in jax.tree_util.tree_leaves(params, is_leaf=_is_quantized)):
+        return params
+    return jax.tree_util.tree_map(
+        lambda leaf: leaf.dequantize() if _is_quantized(leaf) else leaf, params, is_leaf=_is_quantized
+    )
+
+
+def array_bytes(leaf: Any) -> int:
+    """Bytes of an array, a ShapeDtypeStruct or a QuantizedArray of either."""
+    if _is_quantized(leaf):
+        return array_bytes(leaf.values) + array_bytes(leaf.scale)
+    return math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize
+
+
+def params_bytes(params: Any) -> int:
+    """Bytes of a (nested or flat) parameter tree as stored: int8 kernels count their values and scales."""
+    return sum(array_bytes(leaf) for leaf in jax.tree_util.tree_leaves(params, is_leaf=_is_quantized))
+
+
+@dataclasses.dataclass(frozen=True)
+class StoragePlan:
+    """What each parameter becomes when it is loaded: left as read, cast to `param_dtype` (dense kernels and
+    embeddings only), or quantised to int8 (dense kernels only). Paths matching `keep` stay as read."""
+
+    param_dtype: np.dtype | None = None
+    int8: bool = False
+    keep: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        compute_dtype: Any,
+        param_dtype: Any = None,
+        load_in_8bit: bool = False,
+        keep_in_float32: Sequence[str] = (),
+    ) -> StoragePlan:
+        """The plan for a model computing in `compute_dtype`; `keep_in_float32` (the model's list) applies when
+        either dtype is half precision (the bfloat16 rule above)."""
+        param_dtype = None if param_dtype is None else np.dtype(param_dtype)
+        if param_dtype is not None and param_dtype not in (np.dtype(np.float32), *HALF_DTYPES):
+            raise ValueError(f"param_dtype must be float32, bfloat16 or float16, got {param_dtype}")
+        half = np.dtype(compute_dtype) in HALF_DTYPES or param_dtype in HALF_DTYPES
+        for pattern in keep_in_float32:
+            re.compile(pattern)  # fails early on a bad pattern
+        return cls(param_dtype=param_dtype, int8=bool(load_in_8bit), keep=tuple(keep_in_float32) if half else ())
+
+    @property
+    def changes_anything(self) -> bool:
+        return self.int8 or self.param_dtype is not None
+
+    def _kept(self, path: Path) -> bool:
+        joined = "/".join(path)
+        return any(re.search(pattern, joined) for pattern in self.keep)
+
+    def kind(self, path: Path, ndim: int) -> str:
+        """"int8", "cast" or "as_read" for the parameter at `path` of rank `ndim`."""
+        if self._kept(path):
+            return "as_read"
+        if self.int8 and path[-1] == "kernel" and ndim >= 2:
+            return "int8"
+        if self.param_dtype is not None and path[-1] in ("kernel", "embedding"):
+            return "cast"
+        return "as_read"
+
+    def store(self, path: Path, array: np.ndarray) -> Any:
+        """One parameter (host numpy array) as it is to be stored."""
+        kind = self.kind(path, np.ndim(array))
+        if kind == "int8":
+            return quantize_kernel(array, self.param_dtype or np.asarray(array).dtype)
+        if kind == "cast" and np.asarray(array).dtype != self.param_dtype:
+            return np.asarray(array).astype(self.param_dtype)
+        return array
+
+    def abstract(self, path: Path, struct: Any) -> Any:
+        """What `store` makes of a parameter of this shape and dtype, without any data (for plans)."""
+        kind = self.kind(path, len(struct.shape))
+        if kind == "int8":
+            dtype = self.param_dtype or np.dtype(struct.dtype)
+            return QuantizedArray(
+                values=jax.ShapeDtypeStruct(struct.shape, np.int8),
+                scale=jax.ShapeDtypeStruct(struct.shape[-1:], np.float32),
+                dtype=np.dtype(dtype),
+            )
+        if kind == "cast":
+            return jax.ShapeDtypeStruct(struct.shape, self.param_dtype)
+        return jax.ShapeDtypeStruct(struct.shape, struct.dtype)
+
+    def abstract_tree(self, flat_shapes: Mapping[Path, Any]) -> dict[Path, Any]:
+        return {path: self.abstract(path, struct) for path, struct in flat_shapes.items()}
+
+
+def relative_error(kernel: np.ndarray, quantized: QuantizedArray) -> float:
+    """||kernel - dequantised|| / ||kernel|| (Frobenius)."""
+    restored = np.asarray(quantized.values, np.float32) * np.asarray(quantized.scale, np.float32)
+    kernel = np.asarray(kernel, np.float32)
+    return float(np.linalg.norm(kernel - restored) / max(np.linalg.norm(kernel), np.finfo(np.float32).tiny))
