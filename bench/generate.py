@@ -1,5 +1,5 @@
 """Generation benchmark: this project's `generate` vs transformers' (PyTorch) and CTranslate2, same weights, same
-prompts, greedy and beam 4, in one run.
+prompts, greedy and beam 4, in one run, one table.
 
 Protocol (../shared/ARCHITECTURE.md): flan-t5-small sizes (d_model 512, d_ff 1024, 8 + 8 layers, 6 heads of 64,
 vocabulary 32128, gated-gelu, untied lm_head) with seeded random weights written by transformers, batches of 16
@@ -7,14 +7,18 @@ prompts of 64 tokens, 32 new tokens. Every system is made to generate exactly 32
 (min = max new tokens), so the figures count the same work; tokens/s counts generated tokens of the returned
 sequences (beam search does 4x the decoder work for the same count).
 
-    python bench/generate.py                         # 4 batches of 16 per system and mode, fp32
-    python bench/generate.py --batches 8 --dtype bfloat16   # ours in bf16 (transformers stays fp32)
+    python bench/generate.py                                   # 4 batches of 16 per system and mode
+    python bench/generate.py --batches 8 --ours float32,bfloat16,int8
 
-Each system runs one untimed batch first (JAX compiles there; its time is printed apart); then the systems take
-turns batch by batch, so that other work on the machine slows them alike. CTranslate2 (fp32 and
-int8, through its own TransformersConverter from the same folder) runs when it is importable. The greedy and beam
-outputs of this project are compared with transformers' ids and the agreement is printed: with random weights and
-fp32 both should match exactly; a mismatch points at a bug (or, rarely, a float tie).
+`--ours` lists this project's modes: float32, bfloat16 (compute and weights), int8 (int8 kernels, float32 compute),
+bfloat16-int8. Each system runs one untimed batch first (ours compiles there: its compile seconds are timed apart,
+ahead of the call, as the generate job's model step does); then the systems take turns batch by batch, so that other
+work on the machine slows them alike. CTranslate2 (fp32 and int8, through its own TransformersConverter from the same
+folder) runs when it is importable. Columns: generated tokens/s; ours (fp32) / this; compile seconds; seconds;
+generated tokens per CPU-second of the process while the system ran (other work lengthens wall time, not CPU time);
+peak RSS of a process that loads the system and generates one batch; MFU = matrix-multiply FLOPs / seconds / the
+fp32 matmul peak JAX measures in the same run. The greedy and beam outputs are compared with transformers' ids: with
+random weights and fp32 they should match exactly; a mismatch points at a bug (or, rarely, a float tie).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure import gb, load_average, markdown_table, matmul_peaks, run_isolated
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_SIZES = dict(
@@ -102,19 +107,40 @@ def make_prompts(count: int, length: int, seed: int = 0) -> np.ndarray:
 # -- the systems: each returns generate(batch ids [16, 64], beams) -> sequences (or token lists) ------------------
 
 
-def textbatch_generate(checkpoint: Path, dtype: str, new_tokens: int):
+OUR_MODES = {  # --ours: (compute dtype, from_pretrained storage options)
+    "float32": ("float32", {}),
+    "bfloat16": ("bfloat16", {"param_dtype": "bfloat16"}),
+    "int8": ("float32", {"load_in_8bit": True}),
+    "bfloat16-int8": ("bfloat16", {"load_in_8bit": True}),
+}
+
+
+def textbatch_generate(checkpoint: Path, mode: str, new_tokens: int):
+    """Ours as the generate job's model step runs it: the program compiled ahead of its first call (and timed)."""
+    import jax
     import jax.numpy as jnp
 
     from textbatch.models import FlaxT5ForConditionalGeneration
 
-    model = FlaxT5ForConditionalGeneration.from_pretrained(str(checkpoint), dtype=getattr(jnp, dtype))
+    dtype, storage = OUR_MODES[mode]
+    storage = {key: getattr(jnp, value) if key == "param_dtype" else value for key, value in storage.items()}
+    model = FlaxT5ForConditionalGeneration.from_pretrained(str(checkpoint), dtype=getattr(jnp, dtype), **storage)
+    programs = {}
 
     def generate(ids: np.ndarray, beams: int) -> np.ndarray:
-        out = model.generate(
-            ids, np.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens, num_beams=beams
-        )
-        return out[:, 1:]  # without the decoder start token
+        arguments = (model.params, ids, np.ones_like(ids), jax.random.PRNGKey(0))
+        key = (beams, ids.shape)
+        if key not in programs:
+            config = model.resolve_generation_config(
+                max_new_tokens=new_tokens, min_new_tokens=new_tokens, num_beams=beams
+            )
+            started = time.perf_counter()
+            programs[key] = model.generation_function(config).lower(*arguments).compile()
+            generate.compile_seconds += time.perf_counter() - started
+        sequences, used = programs[key](*arguments)
+        return np.asarray(sequences)[:, 1 : int(used)]  # without the decoder start token
 
+    generate.compile_seconds = 0.0
     return generate
 
 
@@ -171,14 +197,23 @@ def measure(systems: dict, batches: list[np.ndarray], beams: int, new_tokens: in
     batch, so that a change in the machine's load hits them alike. Counts the tokens really generated."""
     results = {}
     for name, generate in systems.items():
+        compiled = getattr(generate, "compile_seconds", None)
         started = time.perf_counter()
         generate(batches[0], beams)
-        results[name] = {"warmup": time.perf_counter() - started, "seconds": 0.0, "generated": 0, "outputs": []}
+        results[name] = {
+            "warmup": time.perf_counter() - started,
+            "compile_seconds": None if compiled is None else generate.compile_seconds - compiled,
+            "seconds": 0.0,
+            "cpu_seconds": 0.0,
+            "generated": 0,
+            "outputs": [],
+        }
     for ids in batches:
         for name, generate in systems.items():
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             out = generate(ids, beams)
             results[name]["seconds"] += time.perf_counter() - started
+            results[name]["cpu_seconds"] += time.process_time() - cpu
             results[name]["outputs"].append(out)
             results[name]["generated"] += sum(len(row) for row in out)
     expected = sum(len(ids) for ids in batches) * new_tokens
@@ -195,57 +230,122 @@ def agreement(ours: list[np.ndarray], theirs: list[np.ndarray]) -> str:
     return f"{same}/{rows} sequences identical"
 
 
+def generation_flops(batch: int, source: int, new: int, beams: int) -> float:
+    """Matrix-multiply FLOPs of one batch: the encoder over the prompts; per decoder row (prompts x beams) the
+    cross-attention keys and values once, then per step the decoder layers, attention over the tokens so far and the
+    source, and the lm_head."""
+    d, inner, ff, layers, vocab = 512, 384, 1024, 8, 32128
+    encoder = batch * source * layers * (2 * (4 * d * inner + 3 * d * ff) + 4 * source * inner)
+    rows = batch * beams
+    cross = rows * layers * 2 * source * 2 * d * inner
+    steps = sum(
+        layers * (2 * (6 * d * inner + 3 * d * ff) + 4 * (t + 1) * inner + 4 * source * inner) + 2 * d * vocab
+        for t in range(new)
+    )
+    return encoder + cross + rows * steps
+
+
+def peak_rss_probe(kind: str, option: str, checkpoint: str, workdir: str, new_tokens: int, prompts: np.ndarray) -> dict:
+    """Load one system and generate one batch greedily and with beam 4, in a process of its own."""
+    if kind == "textbatch":
+        generate = textbatch_generate(Path(checkpoint), option, new_tokens)
+    elif kind == "transformers":
+        generate = transformers_generate(Path(checkpoint), new_tokens)
+    else:
+        generate = ctranslate2_generate(Path(checkpoint), Path(workdir), option, new_tokens)
+    generate(prompts, 1)
+    generate(prompts, 4)
+    return {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=4, help="timed batches per system and mode")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--source-tokens", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="this project's dtype")
+    parser.add_argument("--ours", default="float32,bfloat16", help=f"this project's modes, of {list(OUR_MODES)}")
     parser.add_argument("--workdir", default="/tmp/textbatch-bench")
     args = parser.parse_args()
+    ours_modes = args.ours.split(",")
+    unknown = [mode for mode in ours_modes if mode not in OUR_MODES]
+    if unknown or "float32" not in ours_modes:
+        parser.error(f"--ours takes modes of {list(OUR_MODES)}, float32 included; got {args.ours}")
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = make_checkpoint(workdir / "flan-t5-small-random")
     prompts = make_prompts(args.batches * args.batch_size, args.source_tokens)
     batches = np.split(prompts, args.batches)
+    peaks = run_isolated(matmul_peaks)
     print(
         f"flan-t5-small sizes, random weights; {args.batches} batches of {args.batch_size} prompts x "
-        f"{args.source_tokens} tokens; {args.new_tokens} new tokens each; {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"{args.source_tokens} tokens; {args.new_tokens} new tokens each; {os.cpu_count()} CPUs; JAX matmul peak "
+        f"{peaks['float32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bfloat16'] / 1e9:.0f} bf16; "
+        f"load average {load_average():.1f}",
+        flush=True,
     )
 
-    systems = {
-        f"textbatch ({args.dtype})": textbatch_generate(checkpoint, args.dtype, args.new_tokens),
-        "transformers (torch fp32)": transformers_generate(checkpoint, args.new_tokens),
-    }
-    for quantization in ("float32", "int8"):
-        generate = ctranslate2_generate(checkpoint, workdir, quantization, args.new_tokens)
-        if generate is not None:
-            systems[f"CTranslate2 {quantization}"] = generate
-        elif quantization == "float32":
-            print("(ctranslate2 is not importable: skipped)")
+    specs = {f"textbatch {mode}": ("textbatch", mode) for mode in ours_modes}
+    specs["transformers (torch fp32)"] = ("transformers", "fp32")
+    try:
+        import ctranslate2  # noqa: F401
+
+        specs.update({f"CTranslate2 {q}": ("CTranslate2", q) for q in ("float32", "int8")})
+    except ImportError:
+        print("(ctranslate2 is not importable: skipped)")
+    rss = {}
+    for name, (kind, option) in specs.items():
+        probe = run_isolated(
+            peak_rss_probe, kind, option, str(checkpoint), str(workdir), args.new_tokens, batches[0]
+        )
+        rss[name] = probe["peak_rss"]
+
+    systems = {}
+    for name, (kind, option) in specs.items():
+        if kind == "textbatch":
+            systems[name] = textbatch_generate(checkpoint, option, args.new_tokens)
+        elif kind == "transformers":
+            systems[name] = transformers_generate(checkpoint, args.new_tokens)
+        else:
+            systems[name] = ctranslate2_generate(checkpoint, workdir, option, args.new_tokens)
 
     results = {}
     for beams, mode in ((1, "greedy"), (4, "beam 4")):
+        load_before = load_average()
         for name, result in measure(systems, batches, beams, args.new_tokens).items():
+            result["load"] = f"{load_before:.1f} / {load_average():.1f}"
             results[(mode, name)] = result
             print(f"  {mode:7} {name:28} {result['tokens_per_second']:8,.0f} generated tok/s", flush=True)
 
-    ours_name = next(iter(systems))
-    print(f"\n| mode | system | generated tok/s | seconds | first batch (s) | {ours_name} / this |")
-    print("|---|---|---|---|---|---|")
+    ours_name = "textbatch float32"
+    rows = []
     for (mode, name), result in results.items():
         ours = results[(mode, ours_name)]["tokens_per_second"]
-        print(
-            f"| {mode} | {name} | {result['tokens_per_second']:,.0f} | {result['seconds']:.1f} | "
-            f"{result['warmup']:.1f} | {ours / result['tokens_per_second']:.2f}x |"
-        )
+        beams = 1 if mode == "greedy" else 4
+        flops = args.batches * generation_flops(args.batch_size, args.source_tokens, args.new_tokens, beams)
+        compiled = result["compile_seconds"]
+        rows.append([
+            mode,
+            name,
+            f"{result['tokens_per_second']:,.0f}",
+            f"{ours / result['tokens_per_second']:.2f}x",
+            "-" if compiled is None else f"{compiled:.1f}",
+            f"{result['seconds']:.1f}",
+            f"{result['generated'] / result['cpu_seconds']:,.0f}",
+            gb(rss[name]),
+            f"{flops / result['seconds'] / peaks['float32']:.0%}",
+            result["load"],
+        ])
+    headers = ["mode", "system", "generated tok/s", f"{ours_name} / this", "compile s", "seconds", "tok / CPU-s",
+               "peak RSS GB", "MFU (fp32 peak)", "load before / after"]
+    print()
+    print(markdown_table(headers, rows))
     for mode in ("greedy", "beam 4"):
-        ours = results[(mode, ours_name)]["outputs"]
         theirs = results[(mode, "transformers (torch fp32)")]["outputs"]
-        print(f"{mode}: {ours_name} vs transformers: {agreement(ours, theirs)}")
+        for name in systems:
+            if name.startswith("textbatch"):
+                print(f"{mode}: {name} vs transformers: {agreement(results[(mode, name)]['outputs'], theirs)}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from textbatch.operators.batching import bucket_for, bucket_lengths, padding_efficiency, plan_batches
+from textbatch.operators.batching import bucket_for, bucket_lengths, pad_rows, padding_efficiency, plan_batches
 
 
 def test_bucket_ladder_for_xlm_r():
@@ -83,3 +83,87 @@ def test_empty_block_and_bad_lengths():
     assert plan_batches([], 100, (16,)) == []
     with pytest.raises(ValueError, match="at least one token"):
         plan_batches([3, 0], 100, (16,))
+
+
+# -- weighing padding against compiled shapes (shape_cost) -------------------------------------------------------------
+
+
+def _plan_cost(batches, shape_cost, known=()):
+    shapes = {batch.shape for batch in batches} - set(known)
+    return sum(batch.padded_tokens for batch in batches) + shape_cost * len(shapes)
+
+
+def _check_rows(lengths, batches, batch_tokens):
+    seen = np.concatenate([batch.rows for batch in batches])
+    assert sorted(seen.tolist()) == list(range(len(lengths)))  # every row exactly once
+    for batch in batches:
+        assert max(lengths[row] for row in batch.rows) <= batch.length
+        assert len(batch.rows) <= batch.size and (batch.padded_tokens <= batch_tokens or batch.size == 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("shape_cost", [0, 300, 5000])
+def test_costed_plans_cover_every_row_and_never_cost_more_than_one_shape(seed, shape_cost):
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(np.log(48), 0.8, size=rng.integers(1, 400)).astype(int), 2, 512)
+    buckets = bucket_lengths(512)
+    batches = plan_batches(lengths, 1000, buckets, shape_cost=shape_cost)
+    _check_rows(lengths, batches, 1000)
+    # The search starts from the plan that pads everything to the longest row's bucket and only ever improves on it.
+    longest = (bucket_for(int(lengths.max()), buckets),)
+    one_shape = plan_batches(lengths, 1000, longest, shape_cost=shape_cost)
+    assert _plan_cost(batches, shape_cost) <= _plan_cost(one_shape, shape_cost)
+    if shape_cost == 0:  # shapes are free: at least as little padding as every bucket of the ladder gives
+        assert padding_efficiency(lengths, batches) >= padding_efficiency(lengths, plan_batches(lengths, 1000, buckets))
+
+
+def test_an_expensive_shape_is_not_worth_a_little_padding():
+    lengths = [100] * 3 + [20] * 30  # 3 rows of bucket 112 and 30 of bucket 32 in a 1000-token budget
+    buckets = bucket_lengths(112)
+    free = plan_batches(lengths, 1000, buckets, shape_cost=0)
+    assert {batch.length for batch in free} == {112, 32}
+    costly = plan_batches(lengths, 1000, buckets, shape_cost=10**6)
+    assert {batch.shape for batch in costly} == {(8, 112)}  # one program; the tail pads to it rather than compile
+    _check_rows(np.array(lengths), costly, 1000)
+
+
+def test_shapes_compiled_before_are_free():
+    lengths = [100] * 3 + [20] * 30
+    buckets = bucket_lengths(112)
+    known = {(31, 32)}  # the full 1000-token batch of bucket 32, compiled for an earlier block
+    batches = plan_batches(lengths, 1000, buckets, shape_cost=10**6, known_shapes=known)
+    assert (31, 32) in {batch.shape for batch in batches}
+    # a short tail takes the known full shape instead of compiling its power-of-two size
+    tail = plan_batches([20] * 5, 1000, buckets, shape_cost=10**6, known_shapes=known)
+    assert [batch.shape for batch in tail] == [(31, 32)]
+    assert [batch.shape for batch in plan_batches([20] * 5, 1000, buckets)] == [(8, 32)]  # without costs: pow2
+
+
+def test_row_limit_holds_with_costs_too():
+    batches = plan_batches([9, 9, 9, 30, 30], 64, (16, 32), batch_size=2, shape_cost=10**6)
+    assert all(len(batch.rows) <= batch.size <= 2 for batch in batches)
+    _check_rows(np.array([9, 9, 9, 30, 30]), batches, 64)
+
+
+def test_negative_shape_cost_is_refused():
+    with pytest.raises(ValueError, match="shape_cost must be >= 0"):
+        plan_batches([3], 100, (16,), shape_cost=-1)
+
+
+# -- padding rows straight from an Arrow list column's values and offsets ----------------------------------------------
+
+
+def test_pad_rows_matches_a_row_by_row_copy():
+    rng = np.random.default_rng(5)
+    rows = [rng.integers(3, 99, size=n).astype(np.int32) for n in (5, 1, 13, 7, 2)]
+    offsets = np.concatenate([[0], np.cumsum([len(row) for row in rows])])
+    values = np.concatenate(rows)
+    picked = np.array([2, 0, 4])
+    ids, mask = pad_rows(values, offsets, picked, size=5, length=16, pad_id=1)
+    assert ids.shape == mask.shape == (5, 16) and ids.dtype == mask.dtype == np.int32
+    for slot, row in enumerate([2, 0, 4, 2, 2]):  # slots past the real rows repeat the first one
+        n = len(rows[row])
+        assert ids[slot, :n].tolist() == rows[row].tolist() and (ids[slot, n:] == 1).all()
+        assert mask[slot].tolist() == [1] * n + [0] * (16 - n)
+    with pytest.raises(ValueError, match="13 tokens does not fit the padded length 8"):
+        pad_rows(values, offsets, picked, size=4, length=8, pad_id=1)

@@ -11,6 +11,7 @@ from textbatch.jobs.generate import TINY_MODEL
 from textbatch.models import FlaxT5ForConditionalGeneration
 from textbatch.operators.columns import MissingColumnError
 from textbatch.operators.generate import GenerateText, generated_lengths
+from textbatch.operators.predict import TIMING_COLUMNS
 from textbatch.tokenizers import T5Tokenizer
 
 PROMPTS = [
@@ -64,7 +65,8 @@ def test_padding_and_batch_mates_do_not_change_a_prompts_output(model, tokenizer
     prompts = PROMPTS + [None, "   "]
     result = step(tokenized_table(tokenizer, prompts, errors=[None] * 5 + ["text is null", None]))
     assert result.column_names == [
-        "id", "n_input_tokens", "truncated", "generated_text", "n_generated_tokens", "error", "_padded_tokens"
+        "id", "n_input_tokens", "truncated", "generated_text", "n_generated_tokens", "error", "_padded_tokens",
+        *TIMING_COLUMNS,
     ]
     rows = result.to_pylist()
     assert [row["id"] for row in rows] == [f"row-{index}" for index in range(len(prompts))]
@@ -79,8 +81,10 @@ def test_padding_and_batch_mates_do_not_change_a_prompts_output(model, tokenizer
         assert row["_padded_tokens"] > 0
     assert rows[5] == {
         "id": "row-5", "n_input_tokens": 0, "truncated": False, "generated_text": None, "n_generated_tokens": 0,
-        "error": "text is null", "_padded_tokens": 0.0,
+        "error": "text is null", "_padded_tokens": 0.0, "_load_ms": 0, "_model_ms": 0, "_compile_ms": 0,
+        "_compiled_shapes": 0,
     }
+    assert rows[0]["_model_ms"] > 0 and sum(row["_model_ms"] for row in rows) == rows[0]["_model_ms"]  # the call's
     assert rows[6]["n_input_tokens"] == 1  # a blank prompt is "</s>" alone: generated from, not an error
 
 

@@ -9,7 +9,14 @@ import pytest
 from textbatch.models import FlaxXLMRobertaModel, XLMRobertaConfig
 from textbatch.operators.batching import plan_batches
 from textbatch.operators.columns import MissingColumnError
-from textbatch.operators.predict import PADDED_TOKENS, PredictEmbeddings
+from textbatch.operators.predict import (
+    COMPILE_MS,
+    LOAD_MS,
+    PADDED_TOKENS,
+    TIMING_COLUMNS,
+    PredictEmbeddings,
+    flat_lists,
+)
 
 # Odd sizes catch transposes; 40 positions leave 38 usable tokens (XLM-R positions start after the pad id).
 CONFIG = dict(
@@ -138,3 +145,26 @@ def test_bfloat16_stays_close_to_float32(checkpoint, step):
     # bf16 keeps 8 bits of mantissa (relative error up to 2**-8 per rounding); averaged over tokens and dimensions the
     # vector moves far less (seen: cosine 0.99999, max difference 2e-3). 0.999 allows ~100x that angle.
     assert cosine.min() > 0.999, cosine
+
+
+def test_arrow_lists_become_flat_values_and_offsets_without_python_lists():
+    column = pa.chunked_array([pa.array([[1, 2], None, [3], [4, 5, 6]], pa.list_(pa.int32()))]).slice(1)
+    values, offsets, lengths = flat_lists(column)
+    assert [values[offsets[i] : offsets[i] + lengths[i]].tolist() for i in range(3)] == [[], [3], [4, 5, 6]]
+    # a null slot that spans values (Arrow allows it) still counts as empty
+    spanning = pa.ListArray.from_arrays(pa.array([0, 2, 3]), pa.array([7, 8, 9], pa.int32()), mask=pa.array([True, False]))
+    assert flat_lists(spanning)[2].tolist() == [0, 1]
+
+
+def test_timings_for_the_run_report(checkpoint):
+    step = PredictEmbeddings(checkpoint[0], batch_tokens=64, shape_cost=None)  # plans independent of history
+    rows = random_rows(7, seed=3)
+    first = step(table(rows))
+    for name in TIMING_COLUMNS:  # a call's milliseconds sit on its first row
+        assert first.column(name).to_pylist()[1:] == [0] * 6
+    load, model, compiled, shapes = (first.column(name)[0].as_py() for name in TIMING_COLUMNS)
+    assert load > 0 and model >= compiled > 0 and step.compile_seconds * 1000 == pytest.approx(compiled, abs=1)
+    assert shapes == len(step.programs.programs) > 0
+    again = step(table(rows))  # same rows, same plan: nothing to load or compile
+    assert again.column(LOAD_MS)[0].as_py() == 0 and again.column(COMPILE_MS)[0].as_py() == 0
+    np.testing.assert_allclose(embeddings(again), embeddings(first), atol=1e-6, rtol=0)

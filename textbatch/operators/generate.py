@@ -1,16 +1,19 @@
 """Generate step (the model actor): input_ids -> generated_text, one compiled program per padded prompt shape.
 
 Per block: rows are sorted by prompt length and cut into batches of a few padded shapes (`batching.py`; a token
-budget, a row limit, or both); each batch runs the seq2seq model's `generate` (encoder, cache set-up and the whole
-decoding loop compiled together), and the ids are decoded with the checkpoint's own tokenizer. Prompts are
+budget, a row limit, or both; a new shape must save more padding than its compilation costs); each batch runs the
+seq2seq model's `generate` program (encoder, cache set-up and the whole decoding loop compiled together, ahead of its
+first call, timed, and kept in JAX's persistent compilation cache), and the ids are decoded with the checkpoint's own
+tokenizer. Batches are dispatched before any result is fetched, so the host decodes while the next batch runs. Prompts are
 right-padded and masked: the encoder, the cross-attention and T5's relative positions ignore the padding, so a
 prompt's output does not depend on its padded length or its batch-mates (tests compare with each prompt generated
 alone, unpadded).
 
 Columns out: `generated_text` (string; a list of `num_return_sequences` strings, best first, when that is > 1),
 `n_generated_tokens` (int32, or a list alongside the texts: tokens after the decoder start token, up to and including
-eos), `n_input_tokens` (the tokenizer's `n_tokens`: prompt tokens with `</s>`), `error` and `_padded_tokens` (the
-row's share of the padded prompt area, for the padding report). `input_ids` is dropped.
+eos), `n_input_tokens` (the tokenizer's `n_tokens`: prompt tokens with `</s>`), `error`, and for the run report
+`_padded_tokens` (the row's share of the padded prompt area) and the timing columns of predict.py. `input_ids` is
+dropped.
 Rows with `error` set (or with no tokens) pass through with a null text and 0 (or null) generated tokens; a row
 whose output cannot be decoded gets an error and keeps the other rows' results.
 
@@ -29,9 +32,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from textbatch.operators.batching import bucket_lengths, plan_batches
+from textbatch.operators.batching import bucket_lengths, pad_rows, plan_batches
 from textbatch.operators.columns import require_columns
-from textbatch.operators.predict import DTYPES, PADDED_TOKENS
+from textbatch.operators.compilation_cache import enable_compilation_cache
+from textbatch.operators.predict import (
+    COMPILE_MS,
+    DTYPES,
+    LOAD_MS,
+    MODEL_MS,
+    PADDED_TOKENS,
+    SHAPES,
+    flat_lists,
+    timing_columns,
+)
+from textbatch.operators.programs import MEASURED, CompiledShapes, PlannedCall, ShapeCost
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +91,7 @@ class GenerateText:
     `generation` holds GenerationConfig options (GENERATION_OPTIONS; unset ones come from the checkpoint's
     generation_config.json, else transformers' defaults). `batch_tokens` bounds the padded prompt tokens of a call,
     `batch_size` its prompts (beams and return sequences multiply the decoder's rows); give either or both.
+    `shape_cost` and `compilation_cache` are PredictEmbeddings' options.
     """
 
     needs = ("input_ids", "n_tokens", "error")
@@ -92,11 +107,18 @@ class GenerateText:
         batch_size: int | None = None,
         max_length: int = 512,
         buckets: tuple[int, ...] | None = None,
+        weights: dict[str, Any] | None = None,
+        shape_cost: float | str | None = MEASURED,
+        compilation_cache: str | None = None,
     ):
+        started = time.perf_counter()
+        self.shape_cost = ShapeCost(shape_cost)
+        self.compilation_cache = enable_compilation_cache(compilation_cache)  # before anything compiles
+
         import jax
-        import jax.numpy as jnp
 
         from textbatch.models import FlaxAutoModelForSeq2SeqLM
+        from textbatch.models.sharding import load_options
         from textbatch.tokenizers import AutoTokenizer
 
         if dtype not in DTYPES:
@@ -110,8 +132,7 @@ class GenerateText:
         unknown = sorted(set(generation) - set(GENERATION_OPTIONS))
         if unknown:
             raise ValueError(f"unknown generation option(s) {unknown}; the options are {GENERATION_OPTIONS}")
-        started = time.perf_counter()
-        self.model = FlaxAutoModelForSeq2SeqLM.from_pretrained(model_path, dtype=getattr(jnp, dtype))
+        self.model = FlaxAutoModelForSeq2SeqLM.from_pretrained(model_path, **load_options(dtype, **(weights or {})))
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.config = self.model.resolve_generation_config(**generation)
         self.returns = self.config.num_return_sequences
@@ -125,12 +146,13 @@ class GenerateText:
         self.batch_size = batch_size
         self.seed = int(seed)
         self.params = jax.device_put(self.model.params)
-        self._shapes_seen: set[tuple[int, int]] = set()
+        self.programs = CompiledShapes(self.model.generation_function(self.config), "generate")
+        self._load_seconds = time.perf_counter() - started
         logger.info(
             "loaded %s (%s) in %.1fs on %s; padded prompt lengths %s; generation %s",
             model_path,
             dtype,
-            time.perf_counter() - started,
+            self._load_seconds,
             jax.devices()[0].platform,
             self.buckets,
             self.config,
@@ -144,34 +166,47 @@ class GenerateText:
             key = jax.random.fold_in(key, zlib.crc32(ids.tobytes()) & 0x7FFFFFFF)
         return key
 
-    def generate_ids(self, rows: list[list[int]]) -> Generated:
-        """Generate for prompts given as token id lists (each 1..max_length long, `</s>` included)."""
-        lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    @property
+    def compile_seconds(self) -> float:
+        return self.programs.seconds
+
+    def generate_flat(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> Generated:
+        """Generate for the prompts `values[offsets[r]:offsets[r+1]]`, r in `rows` (token ids, each 1..max_length
+        long, `</s>` included)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = offsets[rows + 1] - offsets[rows]
         sequences: list[np.ndarray | None] = [None] * len(rows)
         generated = np.zeros((len(rows), self.returns), dtype=np.int32)
         shares = np.zeros(len(rows), dtype=np.float64)
         eos = self.config.eos_token_ids
-        for batch in plan_batches(lengths, self.batch_tokens, self.buckets, batch_size=self.batch_size):
-            ids = np.full((batch.size, batch.length), self.pad_id, dtype=np.int32)
-            mask = np.zeros((batch.size, batch.length), dtype=np.int32)
-            for slot, row in enumerate(batch.rows):
-                ids[slot, : lengths[row]] = rows[row]
-                mask[slot, : lengths[row]] = 1
-            # Filler rows repeat the first real row: realistic input, no all-padding rows; their output is dropped.
-            ids[len(batch.rows) :] = ids[0]
-            mask[len(batch.rows) :] = mask[0]
-            if (batch.size, batch.length) not in self._shapes_seen:
-                self._shapes_seen.add((batch.size, batch.length))
-                logger.debug("compiling generate for prompts [%d, %d]", batch.size, batch.length)
-            out = self.model.generate(
-                ids, mask, generation_config=self.config, params=self.params, prng_key=self._key(ids)
-            )
-            out = out.reshape(batch.size, self.returns, -1)  # each prompt's sequences are side by side
+        call = PlannedCall(self.programs, self.shape_cost)
+
+        def plan(lengths: np.ndarray) -> list:
+            cost, known = self.shape_cost.current(), self.programs.programs
+            limits = {"batch_size": self.batch_size, "shape_cost": cost, "known_shapes": known}
+            return plan_batches(lengths, self.batch_tokens, self.buckets, **limits)
+
+        def run(batch):
+            ids, mask = pad_rows(values, offsets, rows[batch.rows], batch.size, batch.length, self.pad_id)
+            placed = self.model.place_inputs({"input_ids": ids, "attention_mask": mask})  # rows over a mesh, if any
+            arguments = (self.params, placed["input_ids"], placed["attention_mask"], self._key(ids))
+            return self.programs.get(batch.shape, *arguments)(*arguments)
+
+        for batch, (out, used) in call.dispatch(lengths, plan, run):
+            out = np.asarray(out)[:, : int(used)].reshape(batch.size, self.returns, -1)  # a prompt's sequences together
             for slot, row in enumerate(batch.rows):
                 sequences[row] = out[slot]
                 generated[row] = generated_lengths(out[slot], eos)
             shares[batch.rows] = batch.padded_tokens / len(batch.rows)
+        call.done()
         return Generated(sequences, generated, shares)
+
+    def generate_ids(self, rows: list[list[int]]) -> Generated:
+        """Generate for prompts given as token id lists (each 1..max_length long, `</s>` included)."""
+        lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        values = np.fromiter((token for row in rows for token in row), dtype=np.int32, count=int(offsets[-1]))
+        return self.generate_flat(values, offsets, np.arange(len(rows)))
 
     def _decode(self, sequences: np.ndarray) -> list[str] | Exception:
         try:
@@ -180,20 +215,22 @@ class GenerateText:
             return error
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
+        compiled_before, shapes_before = self.compile_seconds, len(self.programs.programs)
         require_columns(batch, self.needs, type(self).__name__)
-        rows = batch.column("input_ids").to_pylist()
+        values, offsets, lengths = flat_lists(batch.column("input_ids"))
         errors = batch.column("error").to_pylist()
-        for index, row in enumerate(rows):
-            if errors[index] is None and not row:
+        for index, error in enumerate(errors):
+            if error is None and lengths[index] == 0:
                 errors[index] = "no tokens to generate from"
-            elif errors[index] is None and len(row) > self.max_length:
-                errors[index] = f"{len(row)} prompt tokens is more than max_length {self.max_length}"
+            elif error is None and lengths[index] > self.max_length:
+                errors[index] = f"{lengths[index]} prompt tokens is more than max_length {self.max_length}"
         todo = [index for index, error in enumerate(errors) if error is None]
-        texts: list[Any] = [None] * len(rows)
-        counts: list[Any] = [None if self.returns > 1 else 0] * len(rows)
-        shares = np.zeros(len(rows), dtype=np.float64)
+        texts: list[Any] = [None] * len(errors)
+        counts: list[Any] = [None if self.returns > 1 else 0] * len(errors)
+        shares = np.zeros(len(errors), dtype=np.float64)
         if todo:
-            result = self.generate_ids([rows[index] for index in todo])
+            result = self.generate_flat(values, offsets, np.asarray(todo))
             shares[todo] = result.padded_share
             for position, index in enumerate(todo):
                 decoded = self._decode(result.sequences[position])
@@ -211,12 +248,22 @@ class GenerateText:
             count_column = pa.array(counts, type=pa.int32())
         table = batch.drop_columns(["input_ids", "error"])
         table = table.rename_columns(["n_input_tokens" if name == "n_tokens" else name for name in table.column_names])
-        for name in ("generated_text", "n_generated_tokens", PADDED_TOKENS):
+        added = [
+            ("generated_text", text_column),
+            ("n_generated_tokens", count_column),
+            ("error", pa.array(errors, type=pa.string())),
+            (PADDED_TOKENS, pa.array(shares)),
+        ]
+        milliseconds = {
+            LOAD_MS: 1000 * self._load_seconds,
+            MODEL_MS: 1000 * (time.perf_counter() - started),
+            COMPILE_MS: 1000 * (self.compile_seconds - compiled_before),
+            SHAPES: len(self.programs.programs) - shapes_before,
+        }
+        if len(errors):
+            self._load_seconds = 0.0  # counted once per actor, on its first non-empty block
+        for name, column in added + timing_columns(len(errors), milliseconds):
             if name in table.column_names:
                 table = table.drop_columns([name])
-        return (
-            table.append_column("generated_text", text_column)
-            .append_column("n_generated_tokens", count_column)
-            .append_column("error", pa.array(errors, type=pa.string()))
-            .append_column(PADDED_TOKENS, pa.array(shares))
-        )
+            table = table.append_column(name, column)
+        return table
