@@ -33,7 +33,8 @@ def add_job_arguments(
     batch_tokens_help: str = "padded tokens per model call (default: %(default)s)",
 ) -> None:
     """--input, --output, --model, --text-column, --id-column, --max-length, --batch-tokens, --model-actors,
-    --tokenizer-actors, --dtype; defaults from `defaults` (a job's options with no arguments)."""
+    --tokenizer-actors, --dtype, --devices-per-actor, --mesh, --load-in-8bit; defaults from `defaults` (a job's
+    options with no arguments)."""
     parser.add_argument(
         "--input",
         default=defaults.input,
@@ -51,7 +52,21 @@ def add_job_arguments(
     parser.add_argument("--model-actors", type=int, default=defaults.model_actors, help="default: %(default)s")
     parser.add_argument("--tokenizer-actors", type=int, default=defaults.tokenizer_actors, help="default: %(default)s")
     parser.add_argument(
-        "--dtype", choices=DTYPES, default=defaults.dtype, help="computation dtype (default: %(default)s)"
+        "--dtype", choices=DTYPES, default=defaults.dtype,
+        help="computation dtype; bfloat16 also stores the weights in it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--devices-per-actor", type=int, default=defaults.devices_per_actor,
+        help="GPUs or TPU chips each model actor owns, reserved from Ray (default: 1 GPU when the cluster has any)",
+    )
+    parser.add_argument(
+        "--mesh", default=defaults.mesh, metavar="data=N,model=M",
+        help="split each actor's devices into N data replicas of the model split M ways "
+        "(default with --devices-per-actor above 1: the model axis as wide as the weights need)",
+    )
+    parser.add_argument(
+        "--load-in-8bit", action="store_true", default=defaults.load_in_8bit,
+        help="store dense kernels as int8 with per-channel scales (about a quarter of float32)",
     )
 
 

@@ -36,10 +36,18 @@ class JobOptions:
     model_actors: int = 1
     tokenizer_actors: int = 1
     dtype: str = "float32"
+    # Each model actor's devices and weights (textbatch/models/sharding.py, quantize.py).
+    devices_per_actor: int | None = None  # GPUs or TPU chips Ray gives each model actor; None: 1 GPU if any
+    mesh: str | None = None  # "data=N,model=M" over those devices; None: the model axis as wide as the weights need
+    # (with devices_per_actor > 1; otherwise the actor's default device)
+    load_in_8bit: bool = False  # dense kernels as int8 with per-channel scales
     # Sizes and resources: configuration rather than command-line options.
     rows_per_model_call: int = 4096  # rows sorted and batched together; more rows, less padding
     rows_per_tokenizer_call: int = 1024
     padded_lengths: tuple[int, ...] | None = None  # the compiled shapes' lengths; default: batching.bucket_lengths
+    # JAX's persistent compilation cache (a folder or URL; "off"); None: $TEXTBATCH_COMPILATION_CACHE, else
+    # ~/.cache/textbatch/jax. A rerun loads its programs instead of compiling them (operators/compilation_cache.py).
+    compilation_cache: str | None = None
     # CPU reservations are small so that on a 2-CPU machine the actors leave a whole CPU free: Ray Data's file
     # listing task asks for 1 CPU and cannot be configured, and the job waits forever if it cannot get it.
     model_actor_cpus: float = 0.5  # JAX uses every core of its node whatever Ray counts; this only reserves room
@@ -66,6 +74,17 @@ class JobOptions:
             raise ValueError(f"padded_lengths must be increasing, got {self.padded_lengths}")
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must leave room for a special token and a text token; got {self.max_length}")
+        if self.devices_per_actor is not None and self.devices_per_actor < 1:
+            raise ValueError(f"devices_per_actor must be at least 1, got {self.devices_per_actor}")
+        if self.mesh is not None:
+            from textbatch.models.sharding import parse_mesh
+
+            sizes = parse_mesh(self.mesh)  # a ValueError naming the expected form
+            covered = sizes.get("data", 1) * sizes.get("model", 1)
+            if self.devices_per_actor is not None and len(sizes) == 2 and covered != self.devices_per_actor:
+                raise ValueError(
+                    f"mesh {self.mesh} covers {covered} devices but devices_per_actor is {self.devices_per_actor}"
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +157,21 @@ def model_location(model: str) -> str:
     return os.path.abspath(model) if os.path.exists(model) else model
 
 
+def checkpoint_config(location: str, auto_class: type) -> Any:
+    """The config of the checkpoint at `location` as the family class `auto_class` (a FlaxAutoModelFor... class)
+    would load it, without loading weights; a model type without that head fails here, naming it."""
+    from textbatch.storage import Folder
+
+    folder = Folder.open(location)
+    where = folder.location("config.json")
+    if not folder.exists("config.json"):
+        raise FileNotFoundError(f"{where} does not exist: is {location} a checkpoint folder?")
+    model_type = folder.read_json("config.json").get("model_type")
+    if not model_type:
+        raise ValueError(f"{where} names no model_type, so the job cannot tell which model it is")
+    return auto_class.model_class(model_type, where).config_class.from_pretrained(location)
+
+
 def package_version() -> str:
     try:
         return package_metadata.version("textbatch")
@@ -154,6 +188,9 @@ def base_metadata(options: JobOptions, job: str, max_length: int) -> dict[str, A
         "max_length": max_length,
         "batch_tokens": options.batch_tokens,
         "dtype": options.dtype,
+        "devices_per_actor": options.devices_per_actor,
+        "mesh": options.mesh,
+        "load_in_8bit": options.load_in_8bit,
         "input": local_to_absolute(options.input),
         "text_column": options.text_column,
         "id_column": options.id_column,
@@ -161,11 +198,30 @@ def base_metadata(options: JobOptions, job: str, max_length: int) -> dict[str, A
 
 
 def model_actor_gpus(options: JobOptions) -> float:
+    """GPUs per model actor: as configured, else `devices_per_actor` (default 1) when the cluster has GPUs."""
     if options.model_actor_gpus is not None:
         return options.model_actor_gpus
     import ray
 
-    return 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    has_gpus = ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+    return float(options.devices_per_actor or 1) if has_gpus else 0.0
+
+
+def model_actor_resources(options: JobOptions) -> dict[str, float]:
+    """Custom resources per model actor: as configured, else {"TPU": devices_per_actor} when the cluster has TPUs
+    (Ray counts TPU chips; each v4 chip is one JAX device)."""
+    if options.model_actor_resources:
+        return dict(options.model_actor_resources)
+    import ray
+
+    if options.devices_per_actor and ray.is_initialized() and ray.cluster_resources().get("TPU", 0) > 0:
+        return {"TPU": float(options.devices_per_actor)}
+    return {}
+
+
+def model_weights(options: JobOptions) -> dict[str, Any]:
+    """What a model operator's `weights=` takes (textbatch.models.sharding.load_options)."""
+    return {"mesh": options.mesh, "devices_per_actor": options.devices_per_actor, "load_in_8bit": options.load_in_8bit}
 
 
 def warn_if_actors_leave_no_cpu(options: JobOptions) -> None:
@@ -203,8 +259,18 @@ def warn_if_local_output_on_cluster(output: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def read_and_tokenize(options: JobOptions, max_length: int, template: str | None = None):
-    """The lazy Ray Dataset of read -> Tokenize actors: columns id, input_ids, n_tokens, truncated, error."""
+def read_and_tokenize(
+    options: JobOptions,
+    max_length: int | None,
+    template: str | None = None,
+    *,
+    pair_column: str | None = None,
+    **tokenize_options: Any,
+):
+    """The lazy Ray Dataset of read -> Tokenize actors: columns id, input_ids, n_tokens, truncated, error.
+
+    `pair_column` reads a second text column as `text_pair` and tokenizes the two as a pair; `tokenize_options` go
+    to Tokenize (`offsets`, `keep_text`); `max_length=None` does not truncate."""
     from ray.data import ActorPoolStrategy
 
     from textbatch.operators.read import read_texts
@@ -214,6 +280,7 @@ def read_and_tokenize(options: JobOptions, max_length: int, template: str | None
         local_to_absolute(options.input),
         text_column=options.text_column,
         id_column=options.id_column,
+        pair_column=pair_column,
         num_cpus=options.io_task_cpus,
     )
     return dataset.map_batches(
@@ -222,6 +289,8 @@ def read_and_tokenize(options: JobOptions, max_length: int, template: str | None
             "tokenizer_path": model_location(options.model),
             "max_length": max_length,
             "template": template,
+            "pair": pair_column is not None,
+            **tokenize_options,
         },
         batch_format="pyarrow",
         batch_size=options.rows_per_tokenizer_call,
@@ -231,16 +300,18 @@ def read_and_tokenize(options: JobOptions, max_length: int, template: str | None
 
 
 def map_model(dataset, operator: type, kwargs: dict[str, Any], options: JobOptions):
-    """Add the job's model step: `operator(**kwargs)` in `model_actors` actors with the options' resources."""
+    """Add the job's model step: `operator(**kwargs, weights=...)` in `model_actors` actors with the options'
+    resources; `weights` says where and how the actor holds the model (devices, mesh, int8)."""
     from ray.data import ActorPoolStrategy
 
     gpus = model_actor_gpus(options)
     extra: dict[str, Any] = {"num_gpus": gpus} if gpus else {}
-    if options.model_actor_resources:
-        extra["resources"] = dict(options.model_actor_resources)
+    resources = model_actor_resources(options)
+    if resources:
+        extra["resources"] = resources
     return dataset.map_batches(
         operator,
-        fn_constructor_kwargs=kwargs,
+        fn_constructor_kwargs={**kwargs, "weights": model_weights(options)},
         batch_format="pyarrow",
         batch_size=options.rows_per_model_call,
         compute=ActorPoolStrategy(size=options.model_actors),

@@ -29,7 +29,15 @@ from textbatch.jobs.common import (
     run_job,
 )
 from textbatch.operators.pooling import POOLINGS
-from textbatch.operators.predict import usable_length
+from textbatch.operators.predict import (
+    COMPILE_MS,
+    LOAD_MS,
+    MODEL_MS,
+    SHAPE_COST,
+    SHAPES,
+    TIMING_COLUMNS,
+    usable_length,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +63,13 @@ class EmbedOptions(JobOptions):
     output: str = DEFAULT_OUTPUT
     model: str = str(TINY_MODEL)
     max_length: int | None = None  # tokens per text, <s> and </s> included; default: all the checkpoint takes
-    batch_tokens: int = 4096  # padded tokens per model call
+    batch_tokens: int | None = None  # padded tokens per model call; None: 1024 on a CPU, 4096 on a GPU or TPU
     pooling: str = "mean"
     normalize: bool = True
+    shape_cost: float | str | None = SHAPE_COST  # a new shape's worth in padded tokens, "measured"; None: pad least
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.batch_tokens is None:
-            raise ValueError("batch_tokens must be at least 1, got None")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.max_length is not None and self.max_length < 3:
@@ -71,7 +78,22 @@ class EmbedOptions(JobOptions):
 
 @dataclasses.dataclass(frozen=True)
 class EmbedSummary(JobSummary):
-    """The shared run report; `tokens` are the tokens embedded."""
+    """The shared run report; `tokens` are the tokens embedded. Where the wall time went: the model actors' seconds
+    loading the checkpoint, in model calls (compiling included) and compiling; the rest of the wall time is Ray's
+    start-up, reading, tokenizing and writing that the model calls did not hide."""
+
+    load_seconds: float = 0.0
+    model_seconds: float = 0.0
+    compile_seconds: float = 0.0
+    compiled_shapes: int = 0
+
+    def lines(self) -> list[tuple[str, str]]:
+        wall = self.wall_seconds or 1.0
+        return super().lines() + [
+            ("model load", f"{self.load_seconds:.1f} s ({self.load_seconds / wall:.0%} of wall)"),
+            ("model calls", f"{self.model_seconds:.1f} s ({self.model_seconds / wall:.0%} of wall)"),
+            ("  compiling", f"{self.compile_seconds:.1f} s ({self.compiled_shapes} shapes)"),
+        ]
 
 
 def resolved_max_length(options: EmbedOptions) -> tuple[int, Any]:
@@ -102,6 +124,8 @@ def build_embed_dataset(options: EmbedOptions):
             "batch_tokens": options.batch_tokens,
             "max_length": max_length,
             "buckets": options.padded_lengths,
+            "shape_cost": options.shape_cost,
+            "compilation_cache": options.compilation_cache,
         },
         options,
     )
@@ -125,9 +149,19 @@ def run_embed(options: EmbedOptions) -> EmbedSummary:
     def make_sink(output: str) -> EmbeddingParquetDatasink:
         max_length, config = resolved_max_length(options)
         metadata = run_metadata(options, max_length, config)
-        return EmbeddingParquetDatasink(output, metadata=metadata, overwrite=options.overwrite)
+        return EmbeddingParquetDatasink(
+            output, metadata=metadata, overwrite=options.overwrite, sum_columns=TIMING_COLUMNS
+        )
 
     counts, wall, output = run_job(options, lambda: build_embed_dataset(options), make_sink)
-    summary = EmbedSummary.from_counts(counts, output, wall)
+    summary = EmbedSummary.from_counts(
+        counts,
+        output,
+        wall,
+        load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,
+        model_seconds=counts.sums.get(MODEL_MS, 0) / 1000,
+        compile_seconds=counts.sums.get(COMPILE_MS, 0) / 1000,
+        compiled_shapes=int(counts.sums.get(SHAPES, 0)),
+    )
     logger.debug("embedding job done:\n%s", summary.format())
     return summary

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 ID = "id"
 TEXT = "text"
+TEXT_PAIR = "text_pair"
 _GLOB_CHARS = "*?["
 
 
@@ -94,22 +95,30 @@ def resolve_input(input_path: str | os.PathLike) -> InputFiles:
     raise FileNotFoundError(f"--input {where!r}: no such file or folder")
 
 
-def check_text_columns(schema: pa.Schema, text_column: str, id_column: str, where: str) -> None:
-    """Fail early when the id or text column is missing, or the text column does not hold text."""
-    if text_column == id_column:
-        raise ValueError(f"--text-column and --id-column are both {text_column!r}; they must name two columns")
-    for option, name in (("--id-column", id_column), ("--text-column", text_column)):
+def check_text_columns(
+    schema: pa.Schema, text_column: str, id_column: str, where: str, pair_column: str | None = None
+) -> None:
+    """Fail early when the id, text or pair column is missing, or a text column does not hold text."""
+    options = [("--id-column", id_column), ("--text-column", text_column)]
+    if pair_column is not None:
+        options.append(("--text-pair-column", pair_column))
+    for at, (option, name) in enumerate(options):
+        for other_option, other in options[:at]:
+            if name == other:
+                raise ValueError(f"{other_option} and {option} are both {name!r}; they must name different columns")
+    for option, name in options:
         if name not in schema.names:
             raise KeyError(f"{where} has no column {name!r} ({option}); its columns are {schema.names}")
-    kind = schema.field(text_column).type
     texty = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
     if hasattr(pa.types, "is_string_view"):
         texty += (pa.types.is_string_view, pa.types.is_binary_view)
-    if not any(test(kind) for test in texty):
-        raise TypeError(
-            f"column {text_column!r} of {where} has type {kind}; the text column must hold strings "
-            f"(pick another with --text-column)"
-        )
+    for option, name in options[1:]:
+        kind = schema.field(name).type
+        if not any(test(kind) for test in texty):
+            raise TypeError(
+                f"column {name!r} of {where} has type {kind}; the {option} column must hold strings "
+                f"(pick another with {option})"
+            )
 
 
 def _arrow_filesystem(files: InputFiles):
@@ -126,18 +135,20 @@ def read_texts(
     *,
     text_column: str = TEXT,
     id_column: str = ID,
+    pair_column: str | None = None,
     num_cpus: float | None = None,
 ):
-    """A Ray Dataset with columns `id` and `text` (renamed from `id_column`/`text_column`), one row per input row.
+    """A Ray Dataset with columns `id` and `text` (renamed from `id_column`/`text_column`), and `text_pair` (from
+    `pair_column`, when given), one row per input row.
 
     `num_cpus` is what each read task reserves (Ray's default is 1).
     """
     import ray.data
 
     files = resolve_input(input_path)
-    check_text_columns(files.schema(), text_column, id_column, files.where)
+    check_text_columns(files.schema(), text_column, id_column, files.where, pair_column)
     logger.info("reading %d %s file(s) from %s", len(files.paths), files.kind, files.where)
-    columns = [id_column, text_column]
+    columns = [id_column, text_column] + ([pair_column] if pair_column is not None else [])
     filesystem = _arrow_filesystem(files)
     if files.kind == "parquet":
         # select_columns is pushed down into the Parquet scan: only these two columns are read.
@@ -147,9 +158,10 @@ def read_texts(
     else:
         source = ArrowStreamDatasource(list(files.paths), columns, filesystem=filesystem)
         dataset = ray.data.read_datasource(source, num_cpus=num_cpus)
-    renames = {old: new for old, new in ((id_column, ID), (text_column, TEXT)) if old != new}
+    wanted = ((id_column, ID), (text_column, TEXT), (pair_column, TEXT_PAIR))
+    renames = {old: new for old, new in wanted if old is not None and old != new}
     if renames:
-        # Park both under temporary names first, so swapping "id" and "text" works too.
+        # Park them under temporary names first, so swapping "id" and "text" works too.
         dataset = dataset.rename_columns({old: f"__{new}" for old, new in renames.items()})
         dataset = dataset.rename_columns({f"__{new}": new for new in renames.values()})
     return dataset

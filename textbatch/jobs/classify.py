@@ -1,0 +1,158 @@
+"""The classification job: Parquet (or a `datasets` folder) of texts, or text pairs -> Parquet of labels and scores.
+
+    from textbatch.jobs.classify import ClassifyOptions, run_classify
+    summary = run_classify(ClassifyOptions(input="s3://bucket/pairs/", output="s3://bucket/labels/", model="...",
+                                           text_pair_column="hypothesis", top_k=3))
+    print(summary.format())
+
+The plan is the shared read -> tokenize start of every job (common.py; with `text_pair_column` the two texts are
+tokenized as one pair), then ClassifySequences model actors (operators/sequence_classify.py), then the shared
+Parquet write. Scores are those of transformers' text-classification pipeline: softmax for a single-label model,
+sigmoid for `problem_type == "multi_label_classification"` (or a single output), raw logits for regression;
+`function` overrides. `build_classify_dataset(options)` returns the lazy Ray Dataset without running it. With default
+options the bundled sample corpus is classified by the bundled tiny random-weight classifier (negative / neutral /
+positive) into ./output/labels/.
+
+Any sequence-classification checkpoint `FlaxAutoModelForSequenceClassification` loads works: XLM-RoBERTa and FlauBERT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+from textbatch.jobs.common import (
+    ASSETS,
+    SAMPLE_CORPUS,
+    JobOptions,
+    JobSummary,
+    base_metadata,
+    checkpoint_config,
+    map_model,
+    model_location,
+    read_and_tokenize,
+    run_job,
+)
+from textbatch.operators.sequence_classify import FUNCTIONS
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_OUTPUT",
+    "SAMPLE_CORPUS",
+    "TINY_MODEL",
+    "ClassifyOptions",
+    "ClassifySummary",
+    "build_classify_dataset",
+    "output_columns",
+    "run_classify",
+]
+
+TINY_MODEL = ASSETS / "xlm-roberta-tiny-classifier"
+DEFAULT_OUTPUT = os.path.join("output", "labels")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyOptions(JobOptions):
+    """The shared options (common.JobOptions) with the classification job's defaults, plus the pair column, top-k
+    and the score function."""
+
+    output: str = DEFAULT_OUTPUT
+    model: str = str(TINY_MODEL)
+    max_length: int | None = None  # tokens per text (pair), specials included; default: all the checkpoint takes
+    batch_tokens: int = 4096  # padded tokens per model call
+    text_pair_column: str | None = None
+    top_k: int | None = None  # also write `scores`: the top_k best {label, score}
+    function: str | None = None  # softmax, sigmoid or none; default: the checkpoint's problem type decides
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_tokens is None:
+            raise ValueError("batch_tokens must be at least 1, got None")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if self.function is not None and self.function not in FUNCTIONS:
+            raise ValueError(f"function must be one of {FUNCTIONS}, got {self.function!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifySummary(JobSummary):
+    """The shared run report; `tokens` are the tokens classified (both texts of a pair)."""
+
+
+def output_columns(options: ClassifyOptions) -> tuple[str, ...]:
+    scores = ("scores",) if options.top_k is not None else ()
+    return ("id", "label", "score", *scores, "n_tokens", "truncated", "error")
+
+
+def resolve_max_length(options: ClassifyOptions) -> tuple[int, Any]:
+    """(max_length the job uses, the checkpoint's config); fails early for a checkpoint without a classifier."""
+    from textbatch.models import FlaxAutoModelForSequenceClassification
+    from textbatch.operators.padded_calls import usable_length
+
+    config = checkpoint_config(model_location(options.model), FlaxAutoModelForSequenceClassification)
+    limit = usable_length(config)
+    if options.max_length is not None and options.max_length > limit:
+        raise ValueError(f"--max-length {options.max_length} exceeds what {options.model} can take ({limit} tokens)")
+    return options.max_length or limit, config
+
+
+def build_classify_dataset(options: ClassifyOptions):
+    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, label, score, [scores], error, and the
+    internal _padded_tokens."""
+    from textbatch.operators.sequence_classify import ClassifySequences
+
+    max_length, _ = resolve_max_length(options)
+    dataset = read_and_tokenize(options, max_length, pair_column=options.text_pair_column)
+    return map_model(
+        dataset,
+        ClassifySequences,
+        {
+            "model_path": model_location(options.model),
+            "function": options.function,
+            "top_k": options.top_k,
+            "dtype": options.dtype,
+            "batch_tokens": options.batch_tokens,
+            "max_length": max_length,
+            "buckets": options.padded_lengths,
+            "compilation_cache": options.compilation_cache,
+        },
+        options,
+    )
+
+
+def run_metadata(options: ClassifyOptions, max_length: int, config: Any) -> dict[str, Any]:
+    """What the output files' metadata records about the run."""
+    from textbatch.operators.sequence_classify import default_function
+
+    return {
+        **base_metadata(options, "classify", max_length),
+        "model_type": config.model_type,
+        "text_pair_column": options.text_pair_column,
+        "top_k": options.top_k,
+        "function": options.function or default_function(config),
+        "id2label": {str(key): value for key, value in config.id2label.items()},
+    }
+
+
+def run_classify(options: ClassifyOptions) -> ClassifySummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+    from textbatch.operators.write import ResultParquetDatasink
+
+    max_length, config = resolve_max_length(options)
+
+    def make_sink(output: str) -> ResultParquetDatasink:
+        return ResultParquetDatasink(
+            output,
+            columns=output_columns(options),
+            job="classify",
+            metadata=run_metadata(options, max_length, config),
+            overwrite=options.overwrite,
+        )
+
+    counts, wall, output = run_job(options, lambda: build_classify_dataset(options), make_sink)
+    summary = ClassifySummary.from_counts(counts, output, wall)
+    logger.debug("classification job done:\n%s", summary.format())
+    return summary

@@ -1,0 +1,208 @@
+"""The NER tagging job: Parquet (or a `datasets` folder) of texts -> Parquet of entity spans per text.
+
+    from textbatch.jobs.label import LabelOptions, run_label
+    summary = run_label(LabelOptions(input="s3://bucket/texts/", output="s3://bucket/entities/", model="...",
+                                     aggregation="first", labels_only=("PER", "LOC")))
+    print(summary.format())
+
+The plan is the shared read -> tokenize start of every job (common.py), tokenizing each whole text with character
+offsets, then TagEntities model actors (operators/token_classify.py: overlapping windows, the model, BIO -> spans),
+then the shared Parquet write. A text longer than the model's window is tagged in windows that overlap by `stride`
+tokens and their spans merged, so no part of a text goes untagged. `build_label_dataset(options)` returns the lazy
+Ray Dataset without running it. With default options the bundled sample corpus is tagged by the bundled tiny
+random-weight NER checkpoint into ./output/entities/.
+
+The model must be a token-classification checkpoint whose tokenizer gives character offsets (XLM-RoBERTa).
+FlauBERT's tokenizer cannot (Moses rewrites the text before it is split), so a FlauBERT checkpoint is refused when the
+job starts, with a message saying so, rather than returning spans that do not point into the text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+from textbatch.jobs.common import (
+    ASSETS,
+    SAMPLE_CORPUS,
+    JobOptions,
+    JobSummary,
+    base_metadata,
+    checkpoint_config,
+    map_model,
+    model_location,
+    read_and_tokenize,
+    run_job,
+)
+from textbatch.operators.entities import AGGREGATIONS
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_OUTPUT",
+    "OUTPUT_COLUMNS",
+    "SAMPLE_CORPUS",
+    "TINY_MODEL",
+    "LabelOptions",
+    "LabelSummary",
+    "build_label_dataset",
+    "run_label",
+]
+
+TINY_MODEL = ASSETS / "xlm-roberta-tiny-ner"
+DEFAULT_OUTPUT = os.path.join("output", "entities")
+OUTPUT_COLUMNS = ("id", "entities", "n_tokens", "error")
+DEFAULT_STRIDE = 128  # tokens two windows share, at most half the window
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelOptions(JobOptions):
+    """The shared options (common.JobOptions) with the NER job's defaults, plus the aggregation strategy, the labels
+    to keep and the windows' overlap."""
+
+    output: str = DEFAULT_OUTPUT
+    model: str = str(TINY_MODEL)
+    max_length: int | None = None  # the window: tokens per model call and text, <s> and </s> included; default all
+    batch_tokens: int = 4096  # padded tokens per model call
+    aggregation: str = "simple"
+    labels_only: tuple[str, ...] | None = None  # e.g. ("B-PER", "I-PER") or ("PER",); None keeps every label but O
+    stride: int | None = None  # tokens consecutive windows share; default min(128, half the window's text tokens)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_tokens is None:
+            raise ValueError("batch_tokens must be at least 1, got None")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if self.labels_only is not None:
+            object.__setattr__(self, "labels_only", tuple(self.labels_only))
+            if not self.labels_only or not all(self.labels_only):
+                raise ValueError(f"labels_only must name at least one label, got {self.labels_only!r}")
+        if self.stride is not None and self.stride < 0:
+            raise ValueError(f"stride must be at least 0, got {self.stride}")
+        if self.max_length is not None and self.max_length < 3:
+            raise ValueError(f"max_length must leave room for <s>, </s> and a token; got {self.max_length}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSummary(JobSummary):
+    """The shared run report; `tokens` are the texts' tokens (each counted once, however many windows saw it)."""
+
+    entities: int = 0
+    windows: int = 0
+
+    def lines(self) -> list[tuple[str, str]]:
+        lines = super().lines()
+        at = 1 + next(index for index, (label, _) in enumerate(lines) if label == "tokens/s")
+        lines[at:at] = [("windows", f"{self.windows}"), ("entities", f"{self.entities}")]
+        return lines
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelPlan:
+    """What the job resolves from the options and the checkpoint before any actor starts."""
+
+    max_length: int
+    stride: int
+    config: Any
+
+
+def resolve_plan(options: LabelOptions) -> LabelPlan:
+    """The window and stride the job uses; fails early, on the driver, for a checkpoint or options it cannot run."""
+    from textbatch.models import FlaxAutoModelForTokenClassification
+    from textbatch.operators.padded_calls import usable_length
+    from textbatch.operators.token_classify import offsets_unavailable
+    from textbatch.operators.windows import special_frame, window_bounds
+    from textbatch.tokenizers import AutoTokenizer
+
+    location = model_location(options.model)
+    config = checkpoint_config(location, FlaxAutoModelForTokenClassification)
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    why = offsets_unavailable(tokenizer)
+    if why is not None:
+        raise ValueError(
+            f"the NER job cannot tag with {options.model}: its {type(tokenizer).__name__} gives no character offsets, "
+            f"so entity spans could not point into the text ({why})"
+        )
+    limit = usable_length(config)
+    if options.max_length is not None and options.max_length > limit:
+        raise ValueError(f"--max-length {options.max_length} exceeds what {options.model} can take ({limit} tokens)")
+    max_length = options.max_length or limit
+    window = max_length - sum(special_frame(tokenizer))
+    stride = options.stride if options.stride is not None else min(DEFAULT_STRIDE, window // 2)
+    try:
+        window_bounds(0, window, stride)
+    except ValueError as error:
+        raise ValueError(f"--stride {stride} with --max-length {max_length}: {error}") from None
+    if options.labels_only is not None:
+        from textbatch.operators.entities import EntityAggregator
+
+        EntityAggregator(config.id2label, lambda tokens: "", options.aggregation, options.labels_only)
+    return LabelPlan(max_length=max_length, stride=stride, config=config)
+
+
+def build_label_dataset(options: LabelOptions, plan: LabelPlan | None = None):
+    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, entities, error, and internal counts."""
+    from textbatch.operators.token_classify import TagEntities
+
+    plan = plan or resolve_plan(options)
+    dataset = read_and_tokenize(options, None, offsets=True, keep_text=True)
+    return map_model(
+        dataset,
+        TagEntities,
+        {
+            "model_path": model_location(options.model),
+            "aggregation": options.aggregation,
+            "labels_only": options.labels_only,
+            "stride": plan.stride,
+            "dtype": options.dtype,
+            "batch_tokens": options.batch_tokens,
+            "max_length": plan.max_length,
+            "buckets": options.padded_lengths,
+            "compilation_cache": options.compilation_cache,
+        },
+        options,
+    )
+
+
+def run_metadata(options: LabelOptions, plan: LabelPlan) -> dict[str, Any]:
+    """What the output files' metadata records about the run."""
+    return {
+        **base_metadata(options, "label", plan.max_length),
+        "model_type": plan.config.model_type,
+        "aggregation": options.aggregation,
+        "labels_only": list(options.labels_only) if options.labels_only else None,
+        "stride": plan.stride,
+        "id2label": {str(key): value for key, value in plan.config.id2label.items()},
+    }
+
+
+def run_label(options: LabelOptions) -> LabelSummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+    from textbatch.operators.token_classify import ENTITIES, WINDOWS
+    from textbatch.operators.write import ResultParquetDatasink
+
+    plan = resolve_plan(options)
+
+    def make_sink(output: str) -> ResultParquetDatasink:
+        return ResultParquetDatasink(
+            output,
+            columns=OUTPUT_COLUMNS,
+            job="label",
+            metadata=run_metadata(options, plan),
+            sum_columns=(WINDOWS, ENTITIES),
+            overwrite=options.overwrite,
+        )
+
+    counts, wall, output = run_job(options, lambda: build_label_dataset(options, plan), make_sink)
+    summary = LabelSummary.from_counts(
+        counts,
+        output,
+        wall,
+        entities=int(counts.sums.get(ENTITIES, 0)),
+        windows=int(counts.sums.get(WINDOWS, 0)),
+    )
+    logger.debug("NER job done:\n%s", summary.format())
+    return summary

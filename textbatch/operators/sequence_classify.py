@@ -1,0 +1,159 @@
+"""Sequence-classification step (the model actor): input_ids -> label, score (and scores), one compiled program per
+padded shape.
+
+Per block: rows (a text, or a text pair framed as one sequence) are batched by length into a few padded shapes
+(padded_calls.py), the model gives each row its logits, and the scores are those of transformers'
+text-classification pipeline: `function` "softmax", "sigmoid" or "none" applied to the logits (default: the
+checkpoint's problem type decides, see `default_function`); `label` and `score` are the best label and its score;
+with `top_k`, `scores` lists the `top_k` best `{label, score}`, best first (equal scores keep label order).
+
+Rows with `error` set pass through with null results. Columns out: `label`, `score` (float32), `scores` (with
+`top_k`), `error`, and the internal `_padded_tokens`; input_ids is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from textbatch.operators.columns import require_columns
+from textbatch.operators.compilation_cache import enable_compilation_cache
+from textbatch.operators.padded_calls import DTYPES, PaddedCaller, list_rows, resolve_buckets, usable_length
+from textbatch.operators.predict import PADDED_TOKENS
+
+logger = logging.getLogger(__name__)
+
+FUNCTIONS = ("softmax", "sigmoid", "none")
+SCORES_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
+
+
+def default_function(config) -> str:
+    """The reference's choice: none for regression, sigmoid for multi-label (or a single output), else softmax."""
+    problem = getattr(config, "problem_type", None)
+    if problem == "regression":
+        return "none"
+    if problem == "multi_label_classification" or config.num_labels == 1:
+        return "sigmoid"
+    return "softmax"
+
+
+def apply_function(logits: np.ndarray, function: str) -> np.ndarray:
+    """[rows, labels] float32 logits -> scores."""
+    if function == "softmax":
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+    if function == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-logits))
+    if function == "none":
+        return logits
+    raise ValueError(f"function must be one of {FUNCTIONS}, got {function!r}")
+
+
+def best_first(scores: np.ndarray, top_k: int) -> np.ndarray:
+    """Label indices of the `top_k` highest scores, best first; equal scores keep label order."""
+    return np.argsort(-scores, kind="stable")[:top_k]
+
+
+class ClassifySequences:
+    """Callable for `map_batches(batch_format="pyarrow")`: loads the checkpoint once per actor (XLM-R or FlauBERT,
+    any `FlaxAutoModelForSequenceClassification`). `compilation_cache` is JAX's persistent cache (a folder or URL,
+    "off", or None for the default; see compilation_cache.py)."""
+
+    needs = ("input_ids", "error")
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        function: str | None = None,
+        top_k: int | None = None,
+        dtype: str = "float32",
+        batch_tokens: int = 4096,
+        max_length: int | None = None,
+        buckets: tuple[int, ...] | None = None,
+        compilation_cache: str | None = None,
+        weights: dict[str, Any] | None = None,
+    ):
+        import jax
+        import jax.numpy as jnp
+
+        from textbatch.models import FlaxAutoModelForSequenceClassification
+        from textbatch.models.sharding import load_options
+
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if function is not None and function not in FUNCTIONS:
+            raise ValueError(f"function must be one of {FUNCTIONS}, got {function!r}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        enable_compilation_cache(compilation_cache)  # before anything compiles (a folder or URL, "off", None: default)
+        started = time.perf_counter()
+        model = FlaxAutoModelForSequenceClassification.from_pretrained(model_path, **load_options(dtype, **(weights or {})))
+        limit = usable_length(model.config)
+        self.max_length = int(max_length or limit)
+        self.buckets = resolve_buckets(self.max_length, buckets, limit, model_path)
+        self.labels = [model.config.id2label[index] for index in range(model.config.num_labels)]
+        self.function = function or default_function(model.config)
+        self.top_k = top_k
+
+        def logits(params, input_ids, mask):
+            return model(input_ids, attention_mask=mask, params=params).logits.astype(jnp.float32)  # [batch, labels]
+
+        params = jax.device_put(model.params)
+        compiled = jax.jit(logits)
+        self.caller = PaddedCaller(
+            lambda ids, mask: compiled(params, ids, mask),
+            pad_id=model.config.pad_token_id,
+            batch_tokens=batch_tokens,
+            buckets=self.buckets,
+        )
+        logger.info(
+            "loaded %s (%s, labels %s, %s) in %.1fs on %s; padded lengths %s",
+            model_path,
+            dtype,
+            self.labels,
+            self.function,
+            time.perf_counter() - started,
+            jax.devices()[0].platform,
+            self.buckets,
+        )
+
+    def scores_of(self, rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores [rows, labels] of token id rows (framed, each 1..max_length long), and each row's padded share."""
+        outputs, shares = self.caller(rows)
+        logits = np.stack(outputs) if outputs else np.zeros((0, len(self.labels)), np.float32)
+        return apply_function(logits, self.function), shares
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        require_columns(batch, self.needs, type(self).__name__)
+        rows = list_rows(batch.column("input_ids"))
+        errors = batch.column("error").to_pylist()
+        for index, row in enumerate(rows):
+            if errors[index] is None and len(row) > self.max_length:
+                errors[index] = f"{len(row)} tokens is more than the model's maximum of {self.max_length}"
+        todo = [index for index, error in enumerate(errors) if error is None]
+        labels: list[str | None] = [None] * len(rows)
+        best: list[float | None] = [None] * len(rows)
+        ranked: list[list[dict] | None] = [None] * len(rows)
+        shares = np.zeros(len(rows), dtype=np.float64)
+        if todo:
+            scores, shares[todo] = self.scores_of([rows[index] for index in todo])
+            for index, row_scores in zip(todo, scores):
+                order = best_first(row_scores, self.top_k or 1)
+                labels[index], best[index] = self.labels[order[0]], float(row_scores[order[0]])
+                if self.top_k is not None:
+                    ranked[index] = [{"label": self.labels[k], "score": float(row_scores[k])} for k in order]
+        table = batch.drop_columns(["input_ids", "error"])
+        names = ("label", "score", "scores", PADDED_TOKENS)
+        table = table.drop_columns([name for name in names if name in table.column_names])
+        table = table.append_column("label", pa.array(labels, type=pa.string()))
+        table = table.append_column("score", pa.array(best, type=pa.float32()))
+        if self.top_k is not None:
+            table = table.append_column("scores", pa.array(ranked, type=SCORES_TYPE))
+        return table.append_column("error", pa.array(errors, type=pa.string())).append_column(
+            PADDED_TOKENS, pa.array(shares)
+        )

@@ -1,0 +1,200 @@
+"""Token-classification step (the model actor): input_ids + offsets + text -> entities, every token of a text tagged.
+
+Per block: each text's tokens are cut into overlapping windows of the model's window (windows.py; a text that fits
+is one window), every window of the block is batched by length into a few padded shapes (padded_calls.py), the
+model gives each token its label scores (softmax, in float32), and entities.py turns each text's windows into entity
+spans with the aggregation strategy of transformers' token-classification pipeline.
+
+Columns in: input_ids (the whole text, framed once by its special tokens: Tokenize with `max_length=None`), offsets
+(Tokenize's `offsets=True`), text (`keep_text=True`), error. Columns out: `entities` (a list of structs, see
+`entity_type`; null where `error` is set; empty when a text has no tokens or nothing but "O"), `error`, and the
+internal `_padded_tokens`, `_windows` and `_entities` counts for the run report. input_ids, offsets and text are
+dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from textbatch.operators.columns import require_columns
+from textbatch.operators.compilation_cache import enable_compilation_cache
+from textbatch.operators.entities import EntityAggregator, Window
+from textbatch.operators.padded_calls import DTYPES, PaddedCaller, list_rows, resolve_buckets, usable_length
+from textbatch.operators.predict import PADDED_TOKENS
+from textbatch.operators.windows import special_frame, window_bounds
+
+logger = logging.getLogger(__name__)
+
+WINDOWS = "_windows"
+ENTITIES = "_entities"
+DEFAULT_STRIDE = 128
+
+
+def entity_type(aggregation: str) -> pa.DataType:
+    """The `entities` column's type: with `none`, one struct per token (`entity`, `index`); else per group."""
+    if aggregation == "none":
+        fields = [("entity", pa.string()), ("score", pa.float32()), ("index", pa.int32())]
+    else:
+        fields = [("entity_group", pa.string()), ("score", pa.float32())]
+    fields += [("word", pa.string()), ("start", pa.int32()), ("end", pa.int32())]
+    return pa.list_(pa.struct(fields))
+
+
+def offsets_unavailable(tokenizer) -> str | None:
+    """Why `tokenizer` cannot give character offsets (None when it can)."""
+    try:
+        tokenizer("a", add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, ValueError) as error:
+        return str(error)
+    return None
+
+
+def tokens_to_string(tokenizer):
+    """The tokenizer's way of joining token pieces into text (transformers' `convert_tokens_to_string`)."""
+    join = getattr(tokenizer, "convert_tokens_to_string", None)
+    return join if join is not None else tokenizer._decode_tokens
+
+
+class TagEntities:
+    """Callable for `map_batches(batch_format="pyarrow")`: loads the checkpoint and its tokenizer once per actor.
+
+    `max_length` is the window (special tokens included; default: all the checkpoint takes), `stride` the tokens two
+    consecutive windows share; `compilation_cache` is JAX's persistent cache (a folder or URL, "off", or None for the
+    default; see compilation_cache.py).
+    """
+
+    needs = ("input_ids", "offsets", "text", "error")
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        aggregation: str = "simple",
+        labels_only: tuple[str, ...] | None = None,
+        stride: int = DEFAULT_STRIDE,
+        dtype: str = "float32",
+        batch_tokens: int = 4096,
+        max_length: int | None = None,
+        buckets: tuple[int, ...] | None = None,
+        compilation_cache: str | None = None,
+        weights: dict[str, Any] | None = None,
+    ):
+        import jax
+        import jax.numpy as jnp
+
+        from textbatch.models import FlaxAutoModelForTokenClassification
+        from textbatch.models.sharding import load_options
+        from textbatch.tokenizers import AutoTokenizer
+
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        enable_compilation_cache(compilation_cache)  # before anything compiles (a folder or URL, "off", None: default)
+        started = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        why = offsets_unavailable(self.tokenizer)
+        if why is not None:
+            raise ValueError(f"the NER job needs character offsets, which the tokenizer of {model_path} cannot give: {why}")
+        model = FlaxAutoModelForTokenClassification.from_pretrained(model_path, **load_options(dtype, **(weights or {})))
+        limit = usable_length(model.config)
+        self.max_length = int(max_length or limit)
+        self.buckets = resolve_buckets(self.max_length, buckets, limit, model_path)
+        self.before, self.after = special_frame(self.tokenizer)
+        self.window = self.max_length - self.before - self.after
+        window_bounds(0, self.window, stride)  # checks the stride against the window
+        self.stride = int(stride)
+        self.unk_id = self.tokenizer.unk_token_id
+        self.aggregator = EntityAggregator(
+            model.config.id2label, tokens_to_string(self.tokenizer), aggregation, labels_only
+        )
+        self.type = entity_type(aggregation)
+
+        def scores(params, input_ids, mask):
+            logits = model(input_ids, attention_mask=mask, params=params).logits  # [batch, len, labels]
+            return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+        params = jax.device_put(model.params)
+        compiled = jax.jit(scores)
+        self.caller = PaddedCaller(
+            lambda ids, mask: compiled(params, ids, mask),
+            pad_id=model.config.pad_token_id,
+            batch_tokens=batch_tokens,
+            buckets=self.buckets,
+        )
+        logger.info(
+            "loaded %s (%s, labels %s) in %.1fs on %s; window %d tokens, stride %d; padded lengths %s",
+            model_path,
+            dtype,
+            self.aggregator.labels,
+            time.perf_counter() - started,
+            jax.devices()[0].platform,
+            self.max_length,
+            self.stride,
+            self.buckets,
+        )
+
+    def windows_of(self, ids: np.ndarray) -> list[tuple[int, int]]:
+        """The [start, stop) ranges of text tokens (positions after the leading special tokens) of each window."""
+        return window_bounds(len(ids) - self.before - self.after, self.window, self.stride)
+
+    def tag(self, texts: list[str], rows: list[np.ndarray], spans: list[np.ndarray]) -> tuple[list[list[dict]], np.ndarray, np.ndarray]:
+        """Entities of each text (its framed ids and offsets given), each text's padded share and window count."""
+        plan = []  # (text number, start, stop) per model row
+        model_rows = []
+        for number, ids in enumerate(rows):
+            head, tail = ids[: self.before], ids[len(ids) - self.after :]
+            for start, stop in self.windows_of(ids):
+                plan.append((number, start, stop))
+                body = ids[self.before + start : self.before + stop]
+                model_rows.append(np.concatenate([head, body, tail]))
+        outputs, shares = self.caller(model_rows)
+        windows: list[list[Window]] = [[] for _ in rows]
+        padded = np.zeros(len(rows), dtype=np.float64)
+        for (number, start, stop), scores, share in zip(plan, outputs, shares):
+            body = rows[number][self.before + start : self.before + stop]
+            windows[number].append(
+                Window(
+                    pieces=self.tokenizer.convert_ids_to_tokens([int(token) for token in body]),
+                    unknown=body == self.unk_id,
+                    offsets=spans[number][self.before + start : self.before + stop],
+                    scores=scores[self.before : self.before + stop - start],
+                    first_index=self.before + start,
+                )
+            )
+            padded[number] += share
+        entities = [self.aggregator(text, found) for text, found in zip(texts, windows)]
+        counts = np.fromiter((len(found) for found in windows), dtype=np.int64, count=len(rows))
+        return entities, padded, counts
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        require_columns(batch, self.needs, type(self).__name__)
+        rows = list_rows(batch.column("input_ids"))
+        spans = list_rows(batch.column("offsets"), width=2)
+        texts = batch.column("text").to_pylist()
+        errors = batch.column("error").to_pylist()
+        todo = [index for index, error in enumerate(errors) if error is None]
+        results: list[list[dict] | None] = [None] * len(rows)
+        padded = np.zeros(len(rows), dtype=np.float64)
+        windows = np.zeros(len(rows), dtype=np.int64)
+        if todo:
+            found, padded[todo], windows[todo] = self.tag(
+                [texts[index] for index in todo], [rows[index] for index in todo], [spans[index] for index in todo]
+            )
+            for index, entities in zip(todo, found):
+                results[index] = entities
+        counts = np.fromiter((len(found or ()) for found in results), dtype=np.int64, count=len(rows))
+        table = batch.drop_columns(["input_ids", "offsets", "text", "error"])
+        for name in ("entities", PADDED_TOKENS, WINDOWS, ENTITIES):
+            if name in table.column_names:
+                table = table.drop_columns([name])
+        return (
+            table.append_column("entities", pa.array(results, type=self.type))
+            .append_column("error", pa.array(errors, type=pa.string()))
+            .append_column(PADDED_TOKENS, pa.array(padded))
+            .append_column(WINDOWS, pa.array(windows))
+            .append_column(ENTITIES, pa.array(counts))
+        )
