@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> EmbedOptions:
         model_help="checkpoint folder, URL or hub id (default: the bundled tiny XLM-R)",
         max_length_help="tokens per text, <s> and </s> included; longer texts are truncated "
         "(default: all the checkpoint takes, 512 for XLM-R)",
+        batch_tokens_help="padded tokens per model call (default: 1024 on a CPU, 4096 on a GPU or TPU)",
     )
     parser.add_argument("--pooling", choices=("mean", "cls"), default=defaults.pooling, help="default: %(default)s")
     parser.add_argument(
