@@ -1,4 +1,4 @@
-"""Embed a Parquet corpus with an XLM-RoBERTa checkpoint on Ray Data, writing Parquet.
+"""Embed a Parquet corpus with an XLM-RoBERTa or FlauBERT checkpoint on Ray Data, writing Parquet.
 
 With no arguments: the bundled sample corpus, the bundled tiny checkpoint, output in ./output/embeddings/.
 
@@ -24,9 +24,9 @@ def parse_args(argv: list[str] | None = None) -> EmbedOptions:
     add_job_arguments(
         parser,
         defaults,
-        model_help="checkpoint folder, URL or hub id (default: the bundled tiny XLM-R)",
+        model_help="XLM-R or FlauBERT checkpoint folder, URL or hub id (default: the bundled tiny XLM-R)",
         max_length_help="tokens per text, <s> and </s> included; longer texts are truncated "
-        "(default: all the checkpoint takes, 512 for XLM-R)",
+        "(default: all the checkpoint takes, 512 for XLM-R and FlauBERT)",
         batch_tokens_help="padded tokens per model call (default: 1024 on a CPU, 4096 on a GPU or TPU)",
     )
     parser.add_argument("--pooling", choices=("mean", "cls"), default=defaults.pooling, help="default: %(default)s")

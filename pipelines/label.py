@@ -11,8 +11,9 @@ Output columns: id, entities, n_tokens (the text's tokens with <s> and </s>), er
 token), as transformers' token-classification pipeline returns them; `start`/`end` are character offsets into the
 text (text[start:end] is the entity). Texts longer than the window (--max-length) are tagged in windows that share
 --stride tokens, and the windows' spans merged, so every token is tagged. A null text comes out with error
-"text is null" and no entities; the other rows are unaffected. The checkpoint's tokenizer must give character
-offsets (XLM-RoBERTa does; FlauBERT's cannot, and the job refuses it at start).
+"text is null" and no entities; the other rows are unaffected. XLM-RoBERTa and FlauBERT checkpoints work; FlauBERT's
+tokenizer gives no character offsets, so its `start`/`end` are null (as in transformers' pipeline with that
+tokenizer), its words come from the BPE end-of-word marks, and its windows are merged by token positions.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> LabelOptions:
         defaults,
         model_help="token-classification checkpoint folder, URL or hub id (default: the bundled tiny NER model)",
         max_length_help="the window: tokens per model call, <s> and </s> included; longer texts are tagged in "
-        "overlapping windows (default: all the checkpoint takes, 512 for XLM-R)",
+        "overlapping windows (default: all the checkpoint takes, 512 for XLM-R and FlauBERT)",
     )
     parser.add_argument(
         "--aggregation",

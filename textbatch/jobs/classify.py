@@ -14,6 +14,9 @@ options the bundled sample corpus is classified by the bundled tiny random-weigh
 positive) into ./output/labels/.
 
 Any sequence-classification checkpoint `FlaxAutoModelForSequenceClassification` loads works: XLM-RoBERTa and FlauBERT.
+A FlauBERT classifier's summary_type "first", "last", "cls_index" or "mean" is computed over each row's real tokens
+(so padding changes nothing, as in the reference's one-text-at-a-time pipeline); "attn", which transformers does not
+implement either, is refused when the job starts.
 """
 
 from __future__ import annotations
@@ -90,9 +93,15 @@ def output_columns(options: ClassifyOptions) -> tuple[str, ...]:
 def resolve_max_length(options: ClassifyOptions) -> tuple[int, Any]:
     """(max_length the job uses, the checkpoint's config); fails early for a checkpoint without a classifier."""
     from textbatch.models import FlaxAutoModelForSequenceClassification
+    from textbatch.operators.encoders import check_runnable
+    from textbatch.operators.flaubert_summary import check_summary_type
     from textbatch.operators.padded_calls import usable_length
 
-    config = checkpoint_config(model_location(options.model), FlaxAutoModelForSequenceClassification)
+    location = model_location(options.model)
+    config = checkpoint_config(location, FlaxAutoModelForSequenceClassification)
+    check_runnable(config, location)
+    if config.model_type == "flaubert":
+        check_summary_type(config, location)
     limit = usable_length(config)
     if options.max_length is not None and options.max_length > limit:
         raise ValueError(f"--max-length {options.max_length} exceeds what {options.model} can take ({limit} tokens)")

@@ -8,6 +8,9 @@
 running it; `run_embed(options)` writes it and returns an `EmbedSummary`. With default options the bundled sample
 corpus is embedded with the bundled tiny checkpoint into ./output/embeddings/. What every job shares (options,
 resources, the read and tokenize steps, the write, the summary) is in common.py.
+
+The model may be any encoder checkpoint `FlaxAutoModel` loads among XLM-RoBERTa and FlauBERT (operators/encoders.py);
+a T5 checkpoint is refused when the job starts.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from textbatch.jobs.common import (
     read_and_tokenize,
     run_job,
 )
+from textbatch.operators.padded_calls import usable_length
 from textbatch.operators.pooling import POOLINGS
 from textbatch.operators.predict import (
     COMPILE_MS,
@@ -36,7 +40,6 @@ from textbatch.operators.predict import (
     SHAPE_COST,
     SHAPES,
     TIMING_COLUMNS,
-    usable_length,
 )
 
 logger = logging.getLogger(__name__)
@@ -97,10 +100,11 @@ class EmbedSummary(JobSummary):
 
 
 def resolved_max_length(options: EmbedOptions) -> tuple[int, Any]:
-    """(max_length the job uses, the checkpoint's config): the option, bounded by what the checkpoint can take."""
-    from textbatch.models import XLMRobertaConfig
+    """(max_length the job uses, the checkpoint's config): the option, bounded by what the checkpoint can take;
+    fails early, on the driver, for a checkpoint that is not an encoder the job supports (XLM-R, FlauBERT)."""
+    from textbatch.operators.encoders import encoder_config
 
-    config = XLMRobertaConfig.from_pretrained(model_location(options.model))
+    config = encoder_config(model_location(options.model))
     limit = usable_length(config)
     if options.max_length is not None and options.max_length > limit:
         raise ValueError(f"--max-length {options.max_length} exceeds what {options.model} can take ({limit} tokens)")
@@ -135,7 +139,7 @@ def run_metadata(options: EmbedOptions, max_length: int, config: Any) -> dict[st
     """What the output files' metadata records about the run."""
     return {
         **base_metadata(options, "embed", max_length),
-        "model_type": getattr(config, "model_type", "xlm-roberta"),
+        "model_type": config.model_type,
         "embedding_dim": int(config.hidden_size),
         "pooling": options.pooling,
         "normalize": options.normalize,

@@ -5,16 +5,20 @@
                                      aggregation="first", labels_only=("PER", "LOC")))
     print(summary.format())
 
-The plan is the shared read -> tokenize start of every job (common.py), tokenizing each whole text with character
-offsets, then TagEntities model actors (operators/token_classify.py: overlapping windows, the model, BIO -> spans),
-then the shared Parquet write. A text longer than the model's window is tagged in windows that overlap by `stride`
-tokens and their spans merged, so no part of a text goes untagged. `build_label_dataset(options)` returns the lazy
-Ray Dataset without running it. With default options the bundled sample corpus is tagged by the bundled tiny
+The plan is the shared read -> tokenize start of every job (common.py), tokenizing each whole text (with character
+offsets when the tokenizer gives them), then TagEntities model actors (operators/token_classify.py: overlapping
+windows, the model, BIO -> spans), then the shared Parquet write. A text longer than the model's window is tagged in
+windows that overlap by `stride` tokens and their spans merged, so no part of a text goes untagged.
+`build_label_dataset(options)` returns the lazy Ray Dataset without running it. With default options the bundled sample corpus is tagged by the bundled tiny
 random-weight NER checkpoint into ./output/entities/.
 
-The model must be a token-classification checkpoint whose tokenizer gives character offsets (XLM-RoBERTa).
-FlauBERT's tokenizer cannot (Moses rewrites the text before it is split), so a FlauBERT checkpoint is refused when the
-job starts, with a message saying so, rather than returning spans that do not point into the text.
+The model may be any token-classification checkpoint `FlaxAutoModelForTokenClassification` loads: XLM-RoBERTa or
+FlauBERT. FlauBERT's tokenizer gives no character offsets (Moses rewrites the text before it is split), so its
+entities come out as transformers' pipeline gives them with that (slow) tokenizer: `start` and `end` null, `word`
+from the tokenizer's `convert_tokens_to_string`. Its words are found from the BPE end-of-word marks, so "first",
+"average" and "max" work (transformers refuses them with a slow tokenizer), and its windows are merged by token
+positions (transformers refuses `stride` with a slow tokenizer). A tokenizer with neither offsets nor word marks is
+refused for the word aggregations when the job starts.
 """
 
 from __future__ import annotations
@@ -107,25 +111,24 @@ class LabelPlan:
     max_length: int
     stride: int
     config: Any
+    offsets: bool  # whether the tokenizer gives character offsets (entities then have start/end)
 
 
 def resolve_plan(options: LabelOptions) -> LabelPlan:
     """The window and stride the job uses; fails early, on the driver, for a checkpoint or options it cannot run."""
     from textbatch.models import FlaxAutoModelForTokenClassification
+    from textbatch.operators.encoders import check_runnable
     from textbatch.operators.padded_calls import usable_length
-    from textbatch.operators.token_classify import offsets_unavailable
+    from textbatch.operators.token_classify import uses_offsets
     from textbatch.operators.windows import special_frame, window_bounds
+    from textbatch.operators.word_boundaries import check_word_aggregation
     from textbatch.tokenizers import AutoTokenizer
 
     location = model_location(options.model)
     config = checkpoint_config(location, FlaxAutoModelForTokenClassification)
+    check_runnable(config, location)
     tokenizer = AutoTokenizer.from_pretrained(location)
-    why = offsets_unavailable(tokenizer)
-    if why is not None:
-        raise ValueError(
-            f"the NER job cannot tag with {options.model}: its {type(tokenizer).__name__} gives no character offsets, "
-            f"so entity spans could not point into the text ({why})"
-        )
+    check_word_aggregation(tokenizer, options.aggregation, options.model)
     limit = usable_length(config)
     if options.max_length is not None and options.max_length > limit:
         raise ValueError(f"--max-length {options.max_length} exceeds what {options.model} can take ({limit} tokens)")
@@ -140,7 +143,7 @@ def resolve_plan(options: LabelOptions) -> LabelPlan:
         from textbatch.operators.entities import EntityAggregator
 
         EntityAggregator(config.id2label, lambda tokens: "", options.aggregation, options.labels_only)
-    return LabelPlan(max_length=max_length, stride=stride, config=config)
+    return LabelPlan(max_length=max_length, stride=stride, config=config, offsets=uses_offsets(tokenizer))
 
 
 def build_label_dataset(options: LabelOptions, plan: LabelPlan | None = None):
@@ -148,7 +151,7 @@ def build_label_dataset(options: LabelOptions, plan: LabelPlan | None = None):
     from textbatch.operators.token_classify import TagEntities
 
     plan = plan or resolve_plan(options)
-    dataset = read_and_tokenize(options, None, offsets=True, keep_text=True)
+    dataset = read_and_tokenize(options, None, offsets=plan.offsets, keep_text=plan.offsets)
     return map_model(
         dataset,
         TagEntities,

@@ -22,7 +22,8 @@ Options for the other jobs:
   ("text_pair is null") as a null text is; an empty pair ("") means the text alone, as in transformers'
   text-classification pipeline (its tokenizer call treats an empty text_pair as none);
 - `offsets=True`: an `offsets` column, list<fixed_size_list<int32>[2]>: each token's (start, end) character span in
-  the text, (0, 0) for special tokens, as the tokenizer's `return_offsets_mapping` gives them.
+  the text, (0, 0) for special tokens, as the tokenizer's `return_offsets_mapping` gives them; a tokenizer without
+  offsets (FlauBERT's) is refused when the step is built.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def _as_text(value) -> tuple[str | None, str | None]:
     return None, f"text is a {type(value).__name__}, not a string"
 
 
+def offsets_unavailable(tokenizer) -> str | None:
+    """Why `tokenizer` cannot give character offsets (None when it can)."""
+    try:
+        tokenizer("a", add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, ValueError) as error:
+        return str(error)
+    return None
+
+
 class Tokenize:
     """Callable for `map_batches(batch_format="pyarrow")`: loads the tokenizer once per actor."""
 
@@ -75,6 +85,10 @@ class Tokenize:
             raise ValueError("offsets are character spans of the text itself: they cannot be combined with a template "
                              "or a text pair")
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        why = offsets_unavailable(self.tokenizer) if offsets else None
+        if why is not None:  # refused here, rather than every row failing with the same error
+            raise ValueError(f"offsets=True: the {type(self.tokenizer).__name__} of {tokenizer_path} gives no character "
+                             f"offsets ({why})")
         self.template = PromptTemplate(template) if template is not None else None
         self.pair = bool(pair)
         self.offsets = bool(offsets)
