@@ -9,11 +9,15 @@ negative, neutral, positive; its labels are reproducible nonsense), output in ./
     ray submit cluster.yaml pipelines/classify.py -- --input s3://bucket/texts/ --output s3://bucket/labels/ ...
 
 Output columns: id, label, score, scores (with --top-k: the k best {label, score}, best first), n_tokens (with the
-special tokens; both texts of a pair), truncated (cut to --max-length; a pair is cut longest first), error. Scores
-are those of transformers' text-classification pipeline: softmax over the labels, or sigmoid when the checkpoint's
-problem_type is multi_label_classification (or it has one output), raw logits for regression; --function overrides.
-A null text (or null pair) comes out with an error and no label; the other rows are unaffected. XLM-RoBERTa and
-FlauBERT checkpoints work.
+special tokens; both texts of a pair), truncated (cut to --max-length, a pair longest first; or a text cut to
+--max-chars), error. Scores are those of transformers' text-classification pipeline: softmax over the labels, or
+sigmoid when the checkpoint's problem_type is multi_label_classification (or it has one output), raw logits for
+regression; --function overrides. A null text (or null pair) comes out with an error and no label; the other rows
+are unaffected. XLM-RoBERTa and FlauBERT checkpoints work.
+
+Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
+any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
+and failures".
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import sys
 
 from textbatch.jobs.classify import ClassifyOptions, run_classify
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver
+from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver, run_and_print
 from textbatch.operators.sequence_classify import FUNCTIONS
 
 
@@ -50,8 +54,7 @@ def parse_args(argv: list[str] | None = None) -> ClassifyOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    print(run_classify(options).format())
-    return 0
+    return run_and_print("classify.py", lambda: run_classify(options))
 
 
 if __name__ == "__main__":

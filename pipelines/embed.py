@@ -7,6 +7,10 @@ With no arguments: the bundled sample corpus, the bundled tiny checkpoint, outpu
 
 Output columns: id, embedding (fixed-size list of float32; null when error is set), n_tokens, truncated, error.
 A null text comes out with error "text is null" and no embedding; an empty text is embedded as "<s></s>".
+
+Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
+any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
+and failures".
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver
+from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver, run_and_print
 from textbatch.jobs.embed import EmbedOptions, run_embed
 
 
@@ -42,8 +46,7 @@ def parse_args(argv: list[str] | None = None) -> EmbedOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    print(run_embed(options).format())
-    return 0
+    return run_and_print("embed.py", lambda: run_embed(options))
 
 
 if __name__ == "__main__":

@@ -6,21 +6,26 @@ B-/I-PER, ORG, LOC, MISC; its entities are reproducible nonsense), output in ./o
     python pipelines/label.py --input data/ --output out/ --model path/to/xlm-roberta-ner --aggregation first
     ray submit cluster.yaml pipelines/label.py -- --input s3://bucket/texts/ --output s3://bucket/entities/ ...
 
-Output columns: id, entities, n_tokens (the text's tokens with <s> and </s>), error. `entities` is a list of
-{entity_group, score, word, start, end} (with --aggregation none: {entity, score, index, word, start, end}, one per
-token), as transformers' token-classification pipeline returns them; `start`/`end` are character offsets into the
-text (text[start:end] is the entity). Texts longer than the window (--max-length) are tagged in windows that share
---stride tokens, and the windows' spans merged, so every token is tagged. A null text comes out with error
-"text is null" and no entities; the other rows are unaffected. XLM-RoBERTa and FlauBERT checkpoints work; FlauBERT's
-tokenizer gives no character offsets, so its `start`/`end` are null (as in transformers' pipeline with that
-tokenizer), its words come from the BPE end-of-word marks, and its windows are merged by token positions.
+Output columns: id, entities, n_tokens (the text's tokens with <s> and </s>), truncated (the text was cut to
+--max-chars), error. `entities` is a list of {entity_group, score, word, start, end} (with --aggregation none:
+{entity, score, index, word, start, end}, one per token), as transformers' token-classification pipeline returns
+them; `start`/`end` are character offsets into the text (text[start:end] is the entity). Texts longer than the
+window (--max-length) are tagged in windows that share --stride tokens, and the windows' spans merged, so every
+token is tagged. A null text comes out with error "text is null" and no entities; the other rows are unaffected.
+XLM-RoBERTa and FlauBERT checkpoints work; FlauBERT's tokenizer gives no character offsets, so its `start`/`end` are
+null (as in transformers' pipeline with that tokenizer), its words come from the BPE end-of-word marks, and its
+windows are merged by token positions.
+
+Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
+any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
+and failures".
 """
 
 from __future__ import annotations
 
 import sys
 
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver
+from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver, run_and_print
 from textbatch.jobs.label import LabelOptions, run_label
 from textbatch.operators.entities import AGGREGATIONS
 
@@ -64,8 +69,7 @@ def parse_args(argv: list[str] | None = None) -> LabelOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    print(run_label(options).format())
-    return 0
+    return run_and_print("label.py", lambda: run_label(options))
 
 
 if __name__ == "__main__":

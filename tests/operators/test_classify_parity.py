@@ -65,7 +65,9 @@ def assert_top(result, expected, top_k=None):
 
 def test_top_one_and_top_k_equal_the_pipeline():
     tokenized, result = classify(TINY_MODEL, TEXTS, top_k=2)
-    assert result.column_names == ["id", "n_tokens", "truncated", "label", "score", "scores", "error", "_padded_tokens"]
+    assert result.column_names == [
+        "id", "n_tokens", "truncated", "_cut_at_max_chars", "label", "score", "scores", "error", "_padded_tokens"
+    ]
     assert tokenized.column("truncated").to_pylist() == [False] * 5 + [True]
     pipe = reference(TINY_MODEL)
     expected = pipe(TEXTS, top_k=None, truncation=True, max_length=WINDOW)

@@ -34,7 +34,11 @@ def test_file_has_the_output_columns_in_order_and_the_run_metadata(tmp_path):
     assert table.column_names == ["id", "embedding", "n_tokens", "truncated", "error"]
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 3)
     assert table.column("embedding").to_pylist() == [[0.0, 1.0, 2.0], None, [6.0, 7.0, 8.0]]
-    assert read_run_metadata(str(tmp_path / "one.parquet")) == {"model": "tiny", "pooling": "mean"}
+    assert read_run_metadata(str(tmp_path / "one.parquet")) == {
+        "model": "tiny",
+        "pooling": "mean",
+        "file_counts": {"rows": 3, "errors": {"text is null": 1}, "truncated": 1},  # this file's share of the report
+    }
 
 
 def test_counts_add_up():
@@ -43,6 +47,10 @@ def test_counts_add_up():
     assert (counts.errors, counts.truncated, dict(counts.error_kinds)) == (1, 1, {"text is null": 1})
     twice = counts + counts
     assert (twice.rows, twice.errors, dict(twice.error_kinds)) == (6, 2, {"text is null": 2})
+    # Errors are counted by their reason, the message before its first ": ".
+    details = ["model failed: ValueError: row 1", "model failed: KeyError: 'x'", "text is null"]
+    table = predicted_table().set_column(4, "error", pa.array(details))
+    assert dict(WrittenCounts.of_table(table).error_kinds) == {"model failed": 2, "text is null": 1}
 
 
 def test_an_earlier_runs_parquet_files_are_replaced(tmp_path):

@@ -189,7 +189,7 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     for key, text in texts.items():
         row = rows[key]
         if text is None:
-            assert row == {"id": key, "entities": None, "n_tokens": 0, "error": "text is null"}
+            assert row == {"id": key, "entities": None, "n_tokens": 0, "truncated": False, "error": "text is null"}
             continue
         n_tokens = len(tokenizer(text, truncation=False)["input_ids"])
         assert row["error"] is None and row["n_tokens"] == n_tokens

@@ -28,10 +28,12 @@ from typing import Any
 
 from textbatch.jobs.common import (
     ASSETS,
+    REPORT_SUMS,
     SAMPLE_CORPUS,
     JobOptions,
     JobSummary,
     base_metadata,
+    check_job_input,
     checkpoint_config,
     map_model,
     model_location,
@@ -108,16 +110,28 @@ def resolve_max_length(options: ClassifyOptions) -> tuple[int, Any]:
     return options.max_length or limit, config
 
 
-def build_classify_dataset(options: ClassifyOptions):
+def build_classify_dataset(
+    options: ClassifyOptions,
+    *,
+    checked=None,
+    model_operator: type | None = None,
+    tokenize_operator: type | None = None,
+):
     """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, label, score, [scores], error, and the
-    internal _padded_tokens."""
+    internal _padded_tokens.
+
+    `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
+    `tokenize_operator` replace ClassifySequences and Tokenize (subclasses taking the same arguments)."""
     from textbatch.operators.sequence_classify import ClassifySequences
 
+    checked = checked if checked is not None else check_job_input(options, options.text_pair_column)
     max_length, _ = resolve_max_length(options)
-    dataset = read_and_tokenize(options, max_length, pair_column=options.text_pair_column)
+    dataset = read_and_tokenize(
+        options, max_length, pair_column=options.text_pair_column, checked=checked, tokenize_operator=tokenize_operator
+    )
     return map_model(
         dataset,
-        ClassifySequences,
+        model_operator or ClassifySequences,
         {
             "model_path": model_location(options.model),
             "function": options.function,
@@ -132,12 +146,12 @@ def build_classify_dataset(options: ClassifyOptions):
     )
 
 
-def run_metadata(options: ClassifyOptions, max_length: int, config: Any) -> dict[str, Any]:
+def run_metadata(options: ClassifyOptions, max_length: int, config: Any, skipped: tuple = ()) -> dict[str, Any]:
     """What the output files' metadata records about the run."""
     from textbatch.operators.sequence_classify import default_function
 
     return {
-        **base_metadata(options, "classify", max_length),
+        **base_metadata(options, "classify", max_length, skipped),
         "model_type": config.model_type,
         "text_pair_column": options.text_pair_column,
         "top_k": options.top_k,
@@ -146,10 +160,14 @@ def run_metadata(options: ClassifyOptions, max_length: int, config: Any) -> dict
     }
 
 
-def run_classify(options: ClassifyOptions) -> ClassifySummary:
-    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+def run_classify(
+    options: ClassifyOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
+) -> ClassifySummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
+    checked first (a bad file raises preflight.BadInputError); the operators are build_classify_dataset's."""
     from textbatch.operators.write import ResultParquetDatasink
 
+    checked = check_job_input(options, options.text_pair_column)
     max_length, config = resolve_max_length(options)
 
     def make_sink(output: str) -> ResultParquetDatasink:
@@ -157,11 +175,16 @@ def run_classify(options: ClassifyOptions) -> ClassifySummary:
             output,
             columns=output_columns(options),
             job="classify",
-            metadata=run_metadata(options, max_length, config),
+            metadata=run_metadata(options, max_length, config, checked.skipped),
+            sum_columns=REPORT_SUMS,
             overwrite=options.overwrite,
         )
 
-    counts, wall, output = run_job(options, lambda: build_classify_dataset(options), make_sink)
-    summary = ClassifySummary.from_counts(counts, output, wall)
+    def build():
+        operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
+        return build_classify_dataset(options, checked=checked, **operators)
+
+    counts, wall, output = run_job(options, build, make_sink)
+    summary = ClassifySummary.from_counts(counts, output, wall, skipped_files=checked.skipped)
     logger.debug("classification job done:\n%s", summary.format())
     return summary

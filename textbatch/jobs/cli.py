@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from collections.abc import Callable
 from typing import TypeVar
 
-from textbatch.jobs.common import DTYPES, JobOptions
+from textbatch.jobs.common import DTYPES, ON_BAD_FILE, JobOptions, JobSummary
 
 Options = TypeVar("Options", bound=JobOptions)
 
@@ -33,8 +35,8 @@ def add_job_arguments(
     batch_tokens_help: str = "padded tokens per model call (default: %(default)s)",
 ) -> None:
     """--input, --output, --model, --text-column, --id-column, --max-length, --batch-tokens, --model-actors,
-    --tokenizer-actors, --dtype, --devices-per-actor, --mesh, --load-in-8bit; defaults from `defaults` (a job's
-    options with no arguments)."""
+    --tokenizer-actors, --dtype, --devices-per-actor, --mesh, --load-in-8bit, and the robustness options
+    (add_robustness_arguments); defaults from `defaults` (a job's options with no arguments)."""
     parser.add_argument(
         "--input",
         default=defaults.input,
@@ -68,6 +70,27 @@ def add_job_arguments(
         "--load-in-8bit", action="store_true", default=defaults.load_in_8bit,
         help="store dense kernels as int8 with per-channel scales (about a quarter of float32)",
     )
+    add_robustness_arguments(parser, defaults)
+
+
+def add_robustness_arguments(parser: argparse.ArgumentParser, defaults: JobOptions) -> None:
+    """--max-chars, --on-bad-file, --batch-retries: bad rows, bad files, failures."""
+    group = parser.add_argument_group("bad rows, bad files and failures")
+    group.add_argument(
+        "--max-chars", type=int, default=defaults.max_chars,
+        help="characters kept per text, cut before tokenizing; a cut text is marked truncated (default: %(default)s)",
+    )
+    group.add_argument(
+        "--on-bad-file", choices=ON_BAD_FILE, default=defaults.on_bad_file,
+        help="an unreadable input file, a missing or non-text column, null or duplicate ids: stop before any model "
+        "loads (fail), or go on without the file and list it in the summary and the output's metadata (skip) "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--batch-retries", type=int, default=defaults.batch_retries,
+        help="times a batch whose step raised runs again before it is split to give the failing rows an error; an "
+        "actor that died is restarted and its batch retried without limit (default: %(default)s)",
+    )
 
 
 def options_from_args(
@@ -78,6 +101,20 @@ def options_from_args(
         return options_class(**vars(args))
     except ValueError as error:
         parser.error(str(error))
+
+
+def run_and_print(prog: str, run: Callable[[], JobSummary]) -> int:
+    """Run a job and print its summary: exit status 0. A bad input (preflight.BadInputError) prints its message
+    alone, not a traceback, and gives status 1."""
+    from textbatch.operators.preflight import BadInputError
+
+    try:
+        summary = run()
+    except BadInputError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    print(summary.format())
+    return 0
 
 
 def prepare_driver() -> None:

@@ -14,11 +14,15 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
+from textbatch.operators.tokenize import CUT_AT_MAX_CHARS
+
 logger = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SAMPLE_CORPUS = ASSETS / "sample_corpus"
 DTYPES = ("float32", "bfloat16")
+ON_BAD_FILE = ("fail", "skip")  # operators/preflight.py's (not imported from there: that pulls in Ray)
+REPORT_SUMS = (CUT_AT_MAX_CHARS,)  # internal columns every job's sink sums for the summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,16 +60,25 @@ class JobOptions:
     tokenizer_actor_cpus: float = 0.25
     io_task_cpus: float = 0.25  # read and write tasks
     overwrite: bool = True  # replace an earlier run's Parquet files in `output`
+    # Bad rows, bad files and failures (README: "Bad rows, bad files and failures").
+    max_chars: int = 1_000_000  # characters kept per text, cut before tokenizing; a cut text is flagged truncated
+    on_bad_file: str = "fail"  # "skip": go on without the files preflight rejects, listing them in the report
+    batch_retries: int = 1  # runs again of a batch that raised, before its rows are isolated (operators/isolation.py)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.on_bad_file not in ON_BAD_FILE:
+            raise ValueError(f"on_bad_file must be one of {ON_BAD_FILE}, got {self.on_bad_file!r}")
+        if self.batch_retries < 0:
+            raise ValueError(f"batch_retries must be at least 0, got {self.batch_retries}")
         for name in (
             "batch_tokens",
             "model_actors",
             "tokenizer_actors",
             "rows_per_model_call",
             "rows_per_tokenizer_call",
+            "max_chars",
         ):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -101,10 +114,12 @@ class JobSummary:
     truncated: int
     files: int
     wall_seconds: float
+    cut_at_max_chars: int = 0  # of the truncated rows, those whose text was cut to max_chars
+    skipped_files: tuple = ()  # a preflight.SkippedFile (path, problem) per input file left out (--on-bad-file skip)
 
     @classmethod
     def from_counts(cls, counts, output: str, wall_seconds: float, **extra: Any):
-        """From the sink's WrittenCounts; `extra` fills a subclass's own fields."""
+        """From the sink's WrittenCounts; `extra` fills a subclass's own fields (and `skipped_files`)."""
         return cls(
             output=output,
             rows=counts.rows,
@@ -116,26 +131,30 @@ class JobSummary:
             truncated=counts.truncated,
             files=counts.files,
             wall_seconds=wall_seconds,
+            cut_at_max_chars=int(counts.sums.get(CUT_AT_MAX_CHARS, 0)),
             **extra,
         )
 
     def lines(self) -> list[tuple[str, str]]:
+        cut = f" ({self.cut_at_max_chars} cut at --max-chars)" if self.cut_at_max_chars else ""
         return [
             ("output", f"{self.output} ({self.files} files)"),
             ("rows", f"{self.rows}"),
             ("tokens", f"{self.tokens}"),
             ("tokens/s", f"{self.tokens_per_second:,.0f}"),
             ("padding efficiency", f"{self.padding_efficiency:.1%}"),
-            ("truncated", f"{self.truncated}"),
+            ("truncated", f"{self.truncated}{cut}"),
             ("errors", f"{self.errors}"),
-        ]
+        ] + ([("skipped files", f"{len(self.skipped_files)}")] if self.skipped_files else [])
 
     def format(self) -> str:
         text = []
         for label, value in self.lines():
             text.append(f"{label + ':':<20}{value}")
             if label == "errors":
-                text += [f"  {count} x {message}" for message, count in self.error_kinds.items()]
+                text += [f"  {count} x {reason}" for reason, count in self.error_kinds.items()]
+            if label == "skipped files":
+                text += [f"  {skipped.path}: {skipped.problem}" for skipped in self.skipped_files]
         text.append(f"{'wall time:':<20}{self.wall_seconds:.1f} s")
         return "\n".join(text)
 
@@ -179,8 +198,9 @@ def package_version() -> str:
         return "unknown"
 
 
-def base_metadata(options: JobOptions, job: str, max_length: int) -> dict[str, Any]:
-    """What every job's output files record about the run; a job adds its own options."""
+def base_metadata(options: JobOptions, job: str, max_length: int, skipped: tuple = ()) -> dict[str, Any]:
+    """What every job's output files record about the run; a job adds its own options. `skipped`: the input files
+    preflight left out (--on-bad-file skip), each with its problem."""
     return {
         "job": job,
         "textbatch_version": package_version(),
@@ -194,6 +214,9 @@ def base_metadata(options: JobOptions, job: str, max_length: int) -> dict[str, A
         "input": local_to_absolute(options.input),
         "text_column": options.text_column,
         "id_column": options.id_column,
+        "max_chars": options.max_chars,
+        "on_bad_file": options.on_bad_file,
+        "skipped_files": [file.as_dict() for file in skipped],
     }
 
 
@@ -259,37 +282,61 @@ def warn_if_local_output_on_cluster(output: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def check_job_input(options: JobOptions, pair_column: str | None = None):
+    """Preflight the input files (operators/preflight.py), before anything is loaded: a bad file raises
+    BadInputError naming it, or with `on_bad_file="skip"` is left out. Returns the CheckedInput to read."""
+    from textbatch.operators.preflight import check_input
+
+    return check_input(
+        local_to_absolute(options.input),
+        text_column=options.text_column,
+        id_column=options.id_column,
+        pair_column=pair_column,
+        on_bad_file=options.on_bad_file,
+    )
+
+
 def read_and_tokenize(
     options: JobOptions,
     max_length: int | None,
     template: str | None = None,
     *,
     pair_column: str | None = None,
+    checked=None,
+    tokenize_operator: type | None = None,
     **tokenize_options: Any,
 ):
     """The lazy Ray Dataset of read -> Tokenize actors: columns id, input_ids, n_tokens, truncated, error.
 
     `pair_column` reads a second text column as `text_pair` and tokenizes the two as a pair; `tokenize_options` go
-    to Tokenize (`offsets`, `keep_text`); `max_length=None` does not truncate."""
+    to Tokenize (`offsets`, `keep_text`); `max_length=None` does not truncate. `checked` is the preflight's
+    CheckedInput (default: run it now); `tokenize_operator` replaces Tokenize (a subclass, e.g. in tests)."""
     from ray.data import ActorPoolStrategy
 
+    from textbatch.operators.isolation import isolated
     from textbatch.operators.read import read_texts
+    from textbatch.operators.row_errors import TOKENIZER_FAILED
     from textbatch.operators.tokenize import Tokenize
 
+    checked = checked if checked is not None else check_job_input(options, pair_column)
     dataset = read_texts(
-        local_to_absolute(options.input),
+        checked.files,
         text_column=options.text_column,
         id_column=options.id_column,
         pair_column=pair_column,
         num_cpus=options.io_task_cpus,
     )
+    # Ray Data may drop the rows of blocks that fail (max_errored_blocks > 0): never here, a failure fails the job.
+    dataset.context.max_errored_blocks = 0
+    step = isolated(tokenize_operator or Tokenize, retries=options.batch_retries, reason=TOKENIZER_FAILED)
     return dataset.map_batches(
-        Tokenize,
+        step,
         fn_constructor_kwargs={
             "tokenizer_path": model_location(options.model),
             "max_length": max_length,
             "template": template,
             "pair": pair_column is not None,
+            "max_chars": options.max_chars,
             **tokenize_options,
         },
         batch_format="pyarrow",
@@ -301,8 +348,16 @@ def read_and_tokenize(
 
 def map_model(dataset, operator: type, kwargs: dict[str, Any], options: JobOptions):
     """Add the job's model step: `operator(**kwargs, weights=...)` in `model_actors` actors with the options'
-    resources; `weights` says where and how the actor holds the model (devices, mesh, int8)."""
+    resources; `weights` says where and how the actor holds the model (devices, mesh, int8). A batch that raises
+    is retried, then its failing rows isolated (operators/isolation.py).
+
+    An actor that dies (a crash, an out-of-memory kill, a lost node) is restarted, and its batch retried on it, by
+    Ray Data itself: its actor pools default to `max_restarts=-1, max_task_retries=-1` (without limit, so a long job
+    outlives preemptions). Ray 2.60 deprecates passing other values to map_batches, so the jobs keep these."""
     from ray.data import ActorPoolStrategy
+
+    from textbatch.operators.isolation import isolated
+    from textbatch.operators.row_errors import MODEL_FAILED
 
     gpus = model_actor_gpus(options)
     extra: dict[str, Any] = {"num_gpus": gpus} if gpus else {}
@@ -310,7 +365,7 @@ def map_model(dataset, operator: type, kwargs: dict[str, Any], options: JobOptio
     if resources:
         extra["resources"] = resources
     return dataset.map_batches(
-        operator,
+        isolated(operator, retries=options.batch_retries, reason=MODEL_FAILED),
         fn_constructor_kwargs={**kwargs, "weights": model_weights(options)},
         batch_format="pyarrow",
         batch_size=options.rows_per_model_call,

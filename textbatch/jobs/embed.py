@@ -22,10 +22,12 @@ from typing import Any
 
 from textbatch.jobs.common import (
     ASSETS,
+    REPORT_SUMS,
     SAMPLE_CORPUS,
     JobOptions,
     JobSummary,
     base_metadata,
+    check_job_input,
     map_model,
     model_location,
     read_and_tokenize,
@@ -111,15 +113,25 @@ def resolved_max_length(options: EmbedOptions) -> tuple[int, Any]:
     return options.max_length or limit, config
 
 
-def build_embed_dataset(options: EmbedOptions):
-    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, embedding, error, _padded_tokens."""
+def build_embed_dataset(
+    options: EmbedOptions,
+    *,
+    checked=None,
+    model_operator: type | None = None,
+    tokenize_operator: type | None = None,
+):
+    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, embedding, error, _padded_tokens.
+
+    `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
+    `tokenize_operator` replace PredictEmbeddings and Tokenize (subclasses taking the same arguments)."""
     from textbatch.operators.predict import PredictEmbeddings
 
+    checked = checked if checked is not None else check_job_input(options)
     max_length, _ = resolved_max_length(options)
-    dataset = read_and_tokenize(options, max_length)
+    dataset = read_and_tokenize(options, max_length, checked=checked, tokenize_operator=tokenize_operator)
     return map_model(
         dataset,
-        PredictEmbeddings,
+        model_operator or PredictEmbeddings,
         {
             "model_path": model_location(options.model),
             "pooling": options.pooling,
@@ -135,10 +147,10 @@ def build_embed_dataset(options: EmbedOptions):
     )
 
 
-def run_metadata(options: EmbedOptions, max_length: int, config: Any) -> dict[str, Any]:
+def run_metadata(options: EmbedOptions, max_length: int, config: Any, skipped: tuple = ()) -> dict[str, Any]:
     """What the output files' metadata records about the run."""
     return {
-        **base_metadata(options, "embed", max_length),
+        **base_metadata(options, "embed", max_length, skipped),
         "model_type": config.model_type,
         "embedding_dim": int(config.hidden_size),
         "pooling": options.pooling,
@@ -146,22 +158,32 @@ def run_metadata(options: EmbedOptions, max_length: int, config: Any) -> dict[st
     }
 
 
-def run_embed(options: EmbedOptions) -> EmbedSummary:
-    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+def run_embed(
+    options: EmbedOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
+) -> EmbedSummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
+    checked first (a bad file raises preflight.BadInputError); the operators are build_embed_dataset's."""
     from textbatch.operators.write import EmbeddingParquetDatasink
+
+    checked = check_job_input(options)
 
     def make_sink(output: str) -> EmbeddingParquetDatasink:
         max_length, config = resolved_max_length(options)
-        metadata = run_metadata(options, max_length, config)
+        metadata = run_metadata(options, max_length, config, checked.skipped)
         return EmbeddingParquetDatasink(
-            output, metadata=metadata, overwrite=options.overwrite, sum_columns=TIMING_COLUMNS
+            output, metadata=metadata, overwrite=options.overwrite, sum_columns=(*TIMING_COLUMNS, *REPORT_SUMS)
         )
 
-    counts, wall, output = run_job(options, lambda: build_embed_dataset(options), make_sink)
+    def build():
+        operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
+        return build_embed_dataset(options, checked=checked, **operators)
+
+    counts, wall, output = run_job(options, build, make_sink)
     summary = EmbedSummary.from_counts(
         counts,
         output,
         wall,
+        skipped_files=checked.skipped,
         load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,
         model_seconds=counts.sums.get(MODEL_MS, 0) / 1000,
         compile_seconds=counts.sums.get(COMPILE_MS, 0) / 1000,

@@ -25,10 +25,12 @@ from typing import Any
 
 from textbatch.jobs.common import (
     ASSETS,
+    REPORT_SUMS,
     SAMPLE_CORPUS,
     JobOptions,
     JobSummary,
     base_metadata,
+    check_job_input,
     map_model,
     model_location,
     read_and_tokenize,
@@ -137,16 +139,28 @@ def resolved_max_length(options: GenerateOptions) -> int:
     return options.max_length or DEFAULT_MAX_LENGTH
 
 
-def build_generate_dataset(options: GenerateOptions):
+def build_generate_dataset(
+    options: GenerateOptions,
+    *,
+    checked=None,
+    model_operator: type | None = None,
+    tokenize_operator: type | None = None,
+):
     """The lazy Ray Dataset of the job: columns id, n_input_tokens, truncated, generated_text, n_generated_tokens,
-    error, _padded_tokens."""
+    error, _padded_tokens.
+
+    `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
+    `tokenize_operator` replace GenerateText and Tokenize (subclasses taking the same arguments)."""
     from textbatch.operators.generate import GenerateText
 
+    checked = checked if checked is not None else check_job_input(options)
     max_length = resolved_max_length(options)
-    dataset = read_and_tokenize(options, max_length, template=options.template)
+    dataset = read_and_tokenize(
+        options, max_length, template=options.template, checked=checked, tokenize_operator=tokenize_operator
+    )
     return map_model(
         dataset,
-        GenerateText,
+        model_operator or GenerateText,
         {
             "model_path": model_location(options.model),
             "generation": options.generation(),
@@ -162,10 +176,10 @@ def build_generate_dataset(options: GenerateOptions):
     )
 
 
-def run_metadata(options: GenerateOptions) -> dict[str, Any]:
+def run_metadata(options: GenerateOptions, skipped: tuple = ()) -> dict[str, Any]:
     """What the output files' metadata records about the run."""
     return {
-        **base_metadata(options, "generate", resolved_max_length(options)),
+        **base_metadata(options, "generate", resolved_max_length(options), skipped),
         "batch_size": options.batch_size,
         "template": options.template,
         "generation": options.generation(),
@@ -173,27 +187,37 @@ def run_metadata(options: GenerateOptions) -> dict[str, Any]:
     }
 
 
-def run_generate(options: GenerateOptions) -> GenerateSummary:
-    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+def run_generate(
+    options: GenerateOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
+) -> GenerateSummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
+    checked first (a bad file raises preflight.BadInputError); the operators are build_generate_dataset's."""
     from textbatch.operators.write import ResultParquetDatasink
+
+    checked = check_job_input(options)
 
     def make_sink(output: str) -> ResultParquetDatasink:
         return ResultParquetDatasink(
             output,
             columns=OUTPUT_COLUMNS,
             job="generate",
-            metadata=run_metadata(options),
+            metadata=run_metadata(options, checked.skipped),
             tokens_column="n_input_tokens",
-            sum_columns=("n_generated_tokens", *TIMING_COLUMNS),
+            sum_columns=("n_generated_tokens", *TIMING_COLUMNS, *REPORT_SUMS),
             overwrite=options.overwrite,
         )
 
-    counts, wall, output = run_job(options, lambda: build_generate_dataset(options), make_sink)
+    def build():
+        operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
+        return build_generate_dataset(options, checked=checked, **operators)
+
+    counts, wall, output = run_job(options, build, make_sink)
     generated = int(counts.sums.get("n_generated_tokens", 0))
     summary = GenerateSummary.from_counts(
         counts,
         output,
         wall,
+        skipped_files=checked.skipped,
         generated_tokens=generated,
         generated_tokens_per_second=generated / wall if wall > 0 else 0.0,
         load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,

@@ -30,10 +30,12 @@ from typing import Any
 
 from textbatch.jobs.common import (
     ASSETS,
+    REPORT_SUMS,
     SAMPLE_CORPUS,
     JobOptions,
     JobSummary,
     base_metadata,
+    check_job_input,
     checkpoint_config,
     map_model,
     model_location,
@@ -57,7 +59,7 @@ __all__ = [
 
 TINY_MODEL = ASSETS / "xlm-roberta-tiny-ner"
 DEFAULT_OUTPUT = os.path.join("output", "entities")
-OUTPUT_COLUMNS = ("id", "entities", "n_tokens", "error")
+OUTPUT_COLUMNS = ("id", "entities", "n_tokens", "truncated", "error")  # truncated: the text was cut to max_chars
 DEFAULT_STRIDE = 128  # tokens two windows share, at most half the window
 
 
@@ -146,15 +148,28 @@ def resolve_plan(options: LabelOptions) -> LabelPlan:
     return LabelPlan(max_length=max_length, stride=stride, config=config, offsets=uses_offsets(tokenizer))
 
 
-def build_label_dataset(options: LabelOptions, plan: LabelPlan | None = None):
-    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, entities, error, and internal counts."""
+def build_label_dataset(
+    options: LabelOptions,
+    plan: LabelPlan | None = None,
+    *,
+    checked=None,
+    model_operator: type | None = None,
+    tokenize_operator: type | None = None,
+):
+    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, entities, error, and internal counts.
+
+    `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
+    `tokenize_operator` replace TagEntities and Tokenize (subclasses taking the same arguments)."""
     from textbatch.operators.token_classify import TagEntities
 
+    checked = checked if checked is not None else check_job_input(options)
     plan = plan or resolve_plan(options)
-    dataset = read_and_tokenize(options, None, offsets=plan.offsets, keep_text=plan.offsets)
+    dataset = read_and_tokenize(
+        options, None, checked=checked, tokenize_operator=tokenize_operator, offsets=plan.offsets, keep_text=plan.offsets
+    )
     return map_model(
         dataset,
-        TagEntities,
+        model_operator or TagEntities,
         {
             "model_path": model_location(options.model),
             "aggregation": options.aggregation,
@@ -170,10 +185,10 @@ def build_label_dataset(options: LabelOptions, plan: LabelPlan | None = None):
     )
 
 
-def run_metadata(options: LabelOptions, plan: LabelPlan) -> dict[str, Any]:
+def run_metadata(options: LabelOptions, plan: LabelPlan, skipped: tuple = ()) -> dict[str, Any]:
     """What the output files' metadata records about the run."""
     return {
-        **base_metadata(options, "label", plan.max_length),
+        **base_metadata(options, "label", plan.max_length, skipped),
         "model_type": plan.config.model_type,
         "aggregation": options.aggregation,
         "labels_only": list(options.labels_only) if options.labels_only else None,
@@ -182,11 +197,15 @@ def run_metadata(options: LabelOptions, plan: LabelPlan) -> dict[str, Any]:
     }
 
 
-def run_label(options: LabelOptions) -> LabelSummary:
-    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+def run_label(
+    options: LabelOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
+) -> LabelSummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
+    checked first (a bad file raises preflight.BadInputError); the operators are build_label_dataset's."""
     from textbatch.operators.token_classify import ENTITIES, WINDOWS
     from textbatch.operators.write import ResultParquetDatasink
 
+    checked = check_job_input(options)
     plan = resolve_plan(options)
 
     def make_sink(output: str) -> ResultParquetDatasink:
@@ -194,16 +213,21 @@ def run_label(options: LabelOptions) -> LabelSummary:
             output,
             columns=OUTPUT_COLUMNS,
             job="label",
-            metadata=run_metadata(options, plan),
-            sum_columns=(WINDOWS, ENTITIES),
+            metadata=run_metadata(options, plan, checked.skipped),
+            sum_columns=(WINDOWS, ENTITIES, *REPORT_SUMS),
             overwrite=options.overwrite,
         )
 
-    counts, wall, output = run_job(options, lambda: build_label_dataset(options, plan), make_sink)
+    def build():
+        operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
+        return build_label_dataset(options, plan, checked=checked, **operators)
+
+    counts, wall, output = run_job(options, build, make_sink)
     summary = LabelSummary.from_counts(
         counts,
         output,
         wall,
+        skipped_files=checked.skipped,
         entities=int(counts.sums.get(ENTITIES, 0)),
         windows=int(counts.sums.get(WINDOWS, 0)),
     )
