@@ -21,7 +21,13 @@ from __future__ import annotations
 import sys
 
 from textbatch.jobs.classify import ClassifyOptions, run_classify
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver
+from textbatch.jobs.cli import (
+    add_job_arguments,
+    job_parser,
+    options_from_args,
+    prepare_driver,
+    run_and_print,
+)
 from textbatch.operators.sequence_classify import FUNCTIONS
 
 
@@ -50,8 +56,7 @@ def parse_args(argv: list[str] | None = None) -> ClassifyOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    print(run_classify(options).format())
-    return 0
+    return run_and_print(lambda: run_classify(options))
 
 
 if __name__ == "__main__":

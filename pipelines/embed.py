@@ -14,7 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver
+from textbatch.jobs.cli import (
+    add_job_arguments,
+    job_parser,
+    options_from_args,
+    prepare_driver,
+    run_and_print,
+)
 from textbatch.jobs.embed import EmbedOptions, run_embed
 
 
@@ -41,8 +47,7 @@ def parse_args(argv: list[str] | None = None) -> EmbedOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    print(run_embed(options).format())
-    return 0
+    return run_and_print(lambda: run_embed(options))
 
 
 if __name__ == "__main__":

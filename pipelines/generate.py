@@ -19,7 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver
+from textbatch.jobs.cli import (
+    add_job_arguments,
+    job_parser,
+    options_from_args,
+    prepare_driver,
+    run_and_print,
+)
 from textbatch.jobs.generate import GenerateOptions, run_generate
 
 
@@ -83,8 +89,7 @@ def parse_args(argv: list[str] | None = None) -> GenerateOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    print(run_generate(options).format())
-    return 0
+    return run_and_print(lambda: run_generate(options))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,13 @@ from __future__ import annotations
 
 import sys
 
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver
+from textbatch.jobs.cli import (
+    add_job_arguments,
+    job_parser,
+    options_from_args,
+    prepare_driver,
+    run_and_print,
+)
 from textbatch.jobs.label import LabelOptions, run_label
 from textbatch.operators.entities import AGGREGATIONS
 
@@ -63,8 +69,7 @@ def parse_args(argv: list[str] | None = None) -> LabelOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    print(run_label(options).format())
-    return 0
+    return run_and_print(lambda: run_label(options))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ local Ray over a multi-file corpus, compared with transformers' token-classifica
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -25,7 +26,7 @@ from textbatch.jobs.label import (
     run_label,
 )
 from textbatch.operators.windows import window_bounds
-from textbatch.operators.write import read_run_metadata
+from textbatch.outputs import read_output
 
 SCRIPT = Path(__file__).resolve().parents[2] / "pipelines" / "label.py"
 WINDOW, STRIDE = 64, 16
@@ -136,11 +137,11 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     )
     summary = run_label(options)
 
-    files = sorted(out.glob("*.parquet"))
-    table = pa.concat_tables(pq.read_table(file) for file in files)
+    output = read_output(str(out))
+    table = output.to_arrow()
     assert tuple(table.column_names) == OUTPUT_COLUMNS
     assert collections.Counter(table.column("id").to_pylist()) == collections.Counter(list(texts))  # each id once
-    metadata = read_run_metadata(str(files[0]))
+    metadata = output.metadata
     assert (metadata["job"], metadata["aggregation"], metadata["stride"], metadata["max_length"]) == (
         "label", "first", STRIDE, WINDOW
     )
@@ -169,6 +170,8 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
         found += len(expected)
     assert found > 20 and windows > len(texts) + 10  # entities kept, and long texts went through several windows
     assert (summary.rows, summary.errors, summary.error_kinds) == (len(texts), 1, {"text is null": 1})
-    assert (summary.windows, summary.entities, summary.files) == (windows, found, len(files))
+    assert (summary.windows, summary.entities, summary.files) == (windows, found, len(output.files))
     assert summary.tokens == sum(row["n_tokens"] for row in rows.values())
     assert "windows:" in summary.format() and "entities:" in summary.format()
+    again = run_label(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
+    assert (again.rows, again.skipped_files) == (0, summary.input_files)

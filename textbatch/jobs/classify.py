@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from textbatch.jobs.common import (
@@ -99,13 +100,13 @@ def resolve_max_length(options: ClassifyOptions) -> tuple[int, Any]:
     return options.max_length or limit, config
 
 
-def build_classify_dataset(options: ClassifyOptions):
+def build_classify_dataset(options: ClassifyOptions, sources: Mapping[str, int] | None = None):
     """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, label, score, [scores], error, and the
-    internal _padded_tokens."""
+    internal _padded_tokens (and _group, with `sources`: the input files to read -> their commit group)."""
     from textbatch.operators.sequence_classify import ClassifySequences
 
     max_length, _ = resolve_max_length(options)
-    dataset = read_and_tokenize(options, max_length, pair_column=options.text_pair_column)
+    dataset = read_and_tokenize(options, max_length, pair_column=options.text_pair_column, sources=sources)
     return map_model(
         dataset,
         ClassifySequences,
@@ -139,20 +140,14 @@ def run_metadata(options: ClassifyOptions, max_length: int, config: Any) -> dict
 
 def run_classify(options: ClassifyOptions) -> ClassifySummary:
     """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
-    from textbatch.operators.write import ResultParquetDatasink
-
     max_length, config = resolve_max_length(options)
-
-    def make_sink(output: str) -> ResultParquetDatasink:
-        return ResultParquetDatasink(
-            output,
-            columns=output_columns(options),
-            job="classify",
-            metadata=run_metadata(options, max_length, config),
-            overwrite=options.overwrite,
-        )
-
-    counts, wall, output = run_job(options, lambda: build_classify_dataset(options), make_sink)
-    summary = ClassifySummary.from_counts(counts, output, wall)
+    run = run_job(
+        options,
+        job="classify",
+        metadata=run_metadata(options, max_length, config),
+        build_dataset=lambda sources: build_classify_dataset(options, sources),
+        columns=output_columns(options),
+    )
+    summary = ClassifySummary.from_run(run)
     logger.debug("classification job done:\n%s", summary.format())
     return summary

@@ -4,15 +4,22 @@
     add_job_arguments(parser, EmbedOptions(), model_help=..., max_length_help=...)
     parser.add_argument("--pooling", ...)          # the job's own options
     options = options_from_args(parser, EmbedOptions, parser.parse_args(argv))
+    ...
+    prepare_driver()
+    return run_and_print(lambda: run_embed(options))
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from typing import TypeVar
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from textbatch.jobs.common import DTYPES, JobOptions
+from textbatch.redact import RedactingFilter, redact
 
 Options = TypeVar("Options", bound=JobOptions)
 
@@ -33,8 +40,8 @@ def add_job_arguments(
     batch_tokens_help: str = "padded tokens per model call (default: %(default)s)",
 ) -> None:
     """--input, --output, --model, --text-column, --id-column, --max-length, --batch-tokens, --model-actors,
-    --tokenizer-actors, --dtype, --devices-per-actor, --mesh, --load-in-8bit; defaults from `defaults` (a job's
-    options with no arguments)."""
+    --tokenizer-actors, --dtype, --devices-per-actor, --mesh, --load-in-8bit, and the commit options
+    (add_commit_arguments); defaults from `defaults` (a job's options with no arguments)."""
     parser.add_argument(
         "--input",
         default=defaults.input,
@@ -68,6 +75,32 @@ def add_job_arguments(
         "--load-in-8bit", action="store_true", default=defaults.load_in_8bit,
         help="store dense kernels as int8 with per-channel scales (about a quarter of float32)",
     )
+    add_commit_arguments(parser, defaults)
+
+
+def add_commit_arguments(parser: argparse.ArgumentParser, defaults: JobOptions) -> None:
+    """--incremental, --commit-bytes, --rows-per-model-call: how the output is committed (textbatch/jobs/commit.py)."""
+    group = parser.add_argument_group(
+        "committing",
+        "The output is committed by its _SUCCESS manifest, written last. Rerunning a killed run with\n"
+        "the same arguments resumes it: input groups it finished are kept, not recomputed.",
+    )
+    group.add_argument(
+        "--incremental", action="store_true", default=defaults.incremental,
+        help="process only the input files the committed output has not seen (new or changed ones) and add their "
+        "parts to it; the options must be those the output was made with",
+    )
+    group.add_argument(
+        "--commit-bytes", type=int, default=defaults.commit_bytes, metavar="BYTES",
+        help="input bytes per commit group: consecutive input files are committed together up to this size, so a "
+        f"killed run loses at most the groups in flight (default: {defaults.commit_bytes / 2**20:g} MiB; 1: one "
+        "group per file)",
+    )
+    group.add_argument(
+        "--rows-per-model-call", type=int, default=defaults.rows_per_model_call, metavar="ROWS",
+        help="rows a model actor sorts and batches at once, and so a write task's size: fewer rows, less padding "
+        "efficiency but groups committed sooner (default: %(default)s)",
+    )
 
 
 def options_from_args(
@@ -81,10 +114,26 @@ def options_from_args(
 
 
 def prepare_driver() -> None:
-    """Log at INFO, and connect to a running cluster (`ray submit`, RAY_ADDRESS) when there is one, else start Ray
-    on this machine."""
+    """Log at INFO with credentials redacted, and connect to a running cluster (`ray submit`, RAY_ADDRESS) when
+    there is one, else start Ray on this machine."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+            handler.addFilter(RedactingFilter())
     import ray
 
     if not ray.is_initialized():
         ray.init()
+
+
+def run_and_print(run: Callable[[], Any]) -> int:
+    """Print `run()`'s summary and return 0; on an error, print its traceback with credentials redacted (a location
+    in a message may carry a password or a signed token) and return 1."""
+    try:
+        summary = run()
+    except Exception as error:  # noqa: BLE001 - the CLI's last stop: report, redacted, and exit non-zero
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        print(redact(text), file=sys.stderr, end="")
+        return 1
+    print(summary.format())
+    return 0

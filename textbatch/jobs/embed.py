@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from textbatch.jobs.common import (
@@ -107,12 +108,13 @@ def resolved_max_length(options: EmbedOptions) -> tuple[int, Any]:
     return options.max_length or limit, config
 
 
-def build_embed_dataset(options: EmbedOptions):
-    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, embedding, error, _padded_tokens."""
+def build_embed_dataset(options: EmbedOptions, sources: Mapping[str, int] | None = None):
+    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, embedding, error, _padded_tokens (and
+    _group, with `sources`: the input files to read -> their commit group)."""
     from textbatch.operators.predict import PredictEmbeddings
 
     max_length, _ = resolved_max_length(options)
-    dataset = read_and_tokenize(options, max_length)
+    dataset = read_and_tokenize(options, max_length, sources=sources)
     return map_model(
         dataset,
         PredictEmbeddings,
@@ -144,20 +146,20 @@ def run_metadata(options: EmbedOptions, max_length: int, config: Any) -> dict[st
 
 def run_embed(options: EmbedOptions) -> EmbedSummary:
     """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
-    from textbatch.operators.write import EmbeddingParquetDatasink
+    from textbatch.operators.write import OUTPUT_COLUMNS
 
-    def make_sink(output: str) -> EmbeddingParquetDatasink:
-        max_length, config = resolved_max_length(options)
-        metadata = run_metadata(options, max_length, config)
-        return EmbeddingParquetDatasink(
-            output, metadata=metadata, overwrite=options.overwrite, sum_columns=TIMING_COLUMNS
-        )
-
-    counts, wall, output = run_job(options, lambda: build_embed_dataset(options), make_sink)
-    summary = EmbedSummary.from_counts(
-        counts,
-        output,
-        wall,
+    max_length, config = resolved_max_length(options)
+    run = run_job(
+        options,
+        job="embed",
+        metadata=run_metadata(options, max_length, config),
+        build_dataset=lambda sources: build_embed_dataset(options, sources),
+        columns=OUTPUT_COLUMNS,
+        sum_columns=TIMING_COLUMNS,
+    )
+    counts = run.counts
+    summary = EmbedSummary.from_run(
+        run,
         load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,
         model_seconds=counts.sums.get(MODEL_MS, 0) / 1000,
         compile_seconds=counts.sums.get(COMPILE_MS, 0) / 1000,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from textbatch.jobs.common import (
@@ -35,7 +36,13 @@ from textbatch.jobs.common import (
     run_job,
 )
 from textbatch.operators.generate import GENERATION_OPTIONS
-from textbatch.operators.predict import COMPILE_MS, LOAD_MS, MODEL_MS, SHAPES, TIMING_COLUMNS
+from textbatch.operators.predict import (
+    COMPILE_MS,
+    LOAD_MS,
+    MODEL_MS,
+    SHAPES,
+    TIMING_COLUMNS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -137,13 +144,13 @@ def resolved_max_length(options: GenerateOptions) -> int:
     return options.max_length or DEFAULT_MAX_LENGTH
 
 
-def build_generate_dataset(options: GenerateOptions):
+def build_generate_dataset(options: GenerateOptions, sources: Mapping[str, int] | None = None):
     """The lazy Ray Dataset of the job: columns id, n_input_tokens, truncated, generated_text, n_generated_tokens,
-    error, _padded_tokens."""
+    error, _padded_tokens (and _group, with `sources`: the input files to read -> their commit group)."""
     from textbatch.operators.generate import GenerateText
 
     max_length = resolved_max_length(options)
-    dataset = read_and_tokenize(options, max_length, template=options.template)
+    dataset = read_and_tokenize(options, max_length, template=options.template, sources=sources)
     return map_model(
         dataset,
         GenerateText,
@@ -175,25 +182,19 @@ def run_metadata(options: GenerateOptions) -> dict[str, Any]:
 
 def run_generate(options: GenerateOptions) -> GenerateSummary:
     """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
-    from textbatch.operators.write import ResultParquetDatasink
-
-    def make_sink(output: str) -> ResultParquetDatasink:
-        return ResultParquetDatasink(
-            output,
-            columns=OUTPUT_COLUMNS,
-            job="generate",
-            metadata=run_metadata(options),
-            tokens_column="n_input_tokens",
-            sum_columns=("n_generated_tokens", *TIMING_COLUMNS),
-            overwrite=options.overwrite,
-        )
-
-    counts, wall, output = run_job(options, lambda: build_generate_dataset(options), make_sink)
+    run = run_job(
+        options,
+        job="generate",
+        metadata=run_metadata(options),
+        build_dataset=lambda sources: build_generate_dataset(options, sources),
+        columns=OUTPUT_COLUMNS,
+        tokens_column="n_input_tokens",
+        sum_columns=("n_generated_tokens", *TIMING_COLUMNS),
+    )
+    counts, wall = run.counts, run.wall_seconds
     generated = int(counts.sums.get("n_generated_tokens", 0))
-    summary = GenerateSummary.from_counts(
-        counts,
-        output,
-        wall,
+    summary = GenerateSummary.from_run(
+        run,
         generated_tokens=generated,
         generated_tokens_per_second=generated / wall if wall > 0 else 0.0,
         load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from textbatch.jobs.common import (
@@ -143,12 +144,15 @@ def resolve_plan(options: LabelOptions) -> LabelPlan:
     return LabelPlan(max_length=max_length, stride=stride, config=config)
 
 
-def build_label_dataset(options: LabelOptions, plan: LabelPlan | None = None):
-    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, entities, error, and internal counts."""
+def build_label_dataset(
+    options: LabelOptions, plan: LabelPlan | None = None, sources: Mapping[str, int] | None = None
+):
+    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, entities, error, and internal counts (and
+    _group, with `sources`: the input files to read -> their commit group)."""
     from textbatch.operators.token_classify import TagEntities
 
     plan = plan or resolve_plan(options)
-    dataset = read_and_tokenize(options, None, offsets=True, keep_text=True)
+    dataset = read_and_tokenize(options, None, offsets=True, keep_text=True, sources=sources)
     return map_model(
         dataset,
         TagEntities,
@@ -182,25 +186,19 @@ def run_metadata(options: LabelOptions, plan: LabelPlan) -> dict[str, Any]:
 def run_label(options: LabelOptions) -> LabelSummary:
     """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
     from textbatch.operators.token_classify import ENTITIES, WINDOWS
-    from textbatch.operators.write import ResultParquetDatasink
 
     plan = resolve_plan(options)
-
-    def make_sink(output: str) -> ResultParquetDatasink:
-        return ResultParquetDatasink(
-            output,
-            columns=OUTPUT_COLUMNS,
-            job="label",
-            metadata=run_metadata(options, plan),
-            sum_columns=(WINDOWS, ENTITIES),
-            overwrite=options.overwrite,
-        )
-
-    counts, wall, output = run_job(options, lambda: build_label_dataset(options, plan), make_sink)
-    summary = LabelSummary.from_counts(
-        counts,
-        output,
-        wall,
+    run = run_job(
+        options,
+        job="label",
+        metadata=run_metadata(options, plan),
+        build_dataset=lambda sources: build_label_dataset(options, plan, sources),
+        columns=OUTPUT_COLUMNS,
+        sum_columns=(WINDOWS, ENTITIES),
+    )
+    counts = run.counts
+    summary = LabelSummary.from_run(
+        run,
         entities=int(counts.sums.get(ENTITIES, 0)),
         windows=int(counts.sums.get(WINDOWS, 0)),
     )
