@@ -29,23 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import embed as embed_bench
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
+from embed import BASE_SIZES, TOKENIZER_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "textbatch" / "assets" / "xlm-roberta-tiny"
-TOKENIZER_FILES = ("sentencepiece.bpe.model", "tokenizer_config.json", "special_tokens_map.json")
-BASE_SIZES = dict(
-    vocab_size=250002,
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    max_position_embeddings=514,
-    type_vocab_size=1,
-    layer_norm_eps=1e-5,
-)
 NER_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 CLASSES = ("negative", "neutral", "positive")
 BATCH = 32
@@ -71,31 +61,11 @@ def make_checkpoint(folder: Path, task: str) -> Path:
 
 
 def make_corpus(folder: Path, rows: int, seed: int = 0) -> list[str]:
-    """`rows` texts of log-normal token lengths (with <s> and </s>) cut word by word from the sample corpus, in 4
-    Parquet files."""
+    """The embedding bench's corpus (log-normal token lengths, 4 Parquet files); returns its texts in row order."""
     from textbatch.tokenizers import XLMRobertaTokenizer
 
-    tokenizer = XLMRobertaTokenizer.from_pretrained(TOKENIZER)
-    sample = pq.read_table(ROOT / "textbatch" / "assets" / "sample_corpus").column("text").to_pylist()
-    words = [word for text in sample if text for word in text.split()]
-    counts = [len(ids) for ids in tokenizer(words, add_special_tokens=False)["input_ids"]]
-    rng = np.random.default_rng(seed)
-    targets = np.clip(np.round(rng.lognormal(np.log(48), 0.8, size=rows)), 8, 512).astype(int)
-    texts = []
-    for target in targets:
-        chosen, total, at = [], 2, int(rng.integers(len(words)))
-        while total + counts[at % len(words)] <= target:
-            chosen.append(words[at % len(words)])
-            total += counts[at % len(words)]
-            at += 1
-        texts.append(" ".join(chosen))
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for part, index in enumerate(np.array_split(np.arange(rows), 4)):
-        pq.write_table(
-            pa.table({"id": [f"row-{i}" for i in index], "text": [texts[i] for i in index]}), folder / f"part-{part}.parquet"
-        )
-    return texts
+    embed_bench.make_corpus(folder, rows, XLMRobertaTokenizer.from_pretrained(TOKENIZER), seed)
+    return pq.read_table(folder).column("text").to_pylist()
 
 
 def load() -> str:

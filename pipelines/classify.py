@@ -9,11 +9,15 @@ negative, neutral, positive; its labels are reproducible nonsense), output in ./
     ray submit cluster.yaml pipelines/classify.py -- --input s3://bucket/texts/ --output s3://bucket/labels/ ...
 
 Output columns: id, label, score, scores (with --top-k: the k best {label, score}, best first), n_tokens (with the
-special tokens; both texts of a pair), truncated (cut to --max-length; a pair is cut longest first), error. Scores
-are those of transformers' text-classification pipeline: softmax over the labels, or sigmoid when the checkpoint's
-problem_type is multi_label_classification (or it has one output), raw logits for regression; --function overrides.
-A null text (or null pair) comes out with an error and no label; the other rows are unaffected. XLM-RoBERTa and
-FlauBERT checkpoints work.
+special tokens; both texts of a pair), truncated (cut to --max-length, a pair longest first; or a text cut to
+--max-chars), error. Scores are those of transformers' text-classification pipeline: softmax over the labels, or
+sigmoid when the checkpoint's problem_type is multi_label_classification (or it has one output), raw logits for
+regression; --function overrides. A null text (or null pair) comes out with an error and no label; the other rows
+are unaffected. XLM-RoBERTa and FlauBERT checkpoints work.
+
+Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
+any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
+and failures".
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> ClassifyOptions:
         defaults,
         model_help="sequence-classification checkpoint folder, URL or hub id (default: the bundled tiny classifier)",
         max_length_help="tokens per text or pair, special tokens included; longer inputs are truncated "
-        "(default: all the checkpoint takes, 512 for XLM-R)",
+        "(default: all the checkpoint takes, 512 for XLM-R and FlauBERT)",
     )
     parser.add_argument(
         "--text-pair-column", help="a second text column: classify each (text, pair) as one input (default: none)"
@@ -56,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> ClassifyOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    return run_and_print(lambda: run_classify(options))
+    return run_and_print("classify.py", lambda: run_classify(options))
 
 
 if __name__ == "__main__":

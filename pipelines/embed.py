@@ -1,4 +1,4 @@
-"""Embed a Parquet corpus with an XLM-RoBERTa checkpoint on Ray Data, writing Parquet.
+"""Embed a Parquet corpus with an XLM-RoBERTa or FlauBERT checkpoint on Ray Data, writing Parquet.
 
 With no arguments: the bundled sample corpus, the bundled tiny checkpoint, output in ./output/embeddings/.
 
@@ -7,6 +7,10 @@ With no arguments: the bundled sample corpus, the bundled tiny checkpoint, outpu
 
 Output columns: id, embedding (fixed-size list of float32; null when error is set), n_tokens, truncated, error.
 A null text comes out with error "text is null" and no embedding; an empty text is embedded as "<s></s>".
+
+Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
+any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
+and failures".
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ def parse_args(argv: list[str] | None = None) -> EmbedOptions:
     add_job_arguments(
         parser,
         defaults,
-        model_help="checkpoint folder, URL or hub id (default: the bundled tiny XLM-R)",
+        model_help="XLM-R or FlauBERT checkpoint folder, URL or hub id (default: the bundled tiny XLM-R)",
         max_length_help="tokens per text, <s> and </s> included; longer texts are truncated "
-        "(default: all the checkpoint takes, 512 for XLM-R)",
+        "(default: all the checkpoint takes, 512 for XLM-R and FlauBERT)",
+        batch_tokens_help="padded tokens per model call (default: 1024 on a CPU, 4096 on a GPU or TPU)",
     )
     parser.add_argument("--pooling", choices=("mean", "cls"), default=defaults.pooling, help="default: %(default)s")
     parser.add_argument(
@@ -47,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> EmbedOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    return run_and_print(lambda: run_embed(options))
+    return run_and_print("embed.py", lambda: run_embed(options))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,14 @@ reproducible nonsense), output in ./output/generations/.
 
 Output columns: id, generated_text (a list of strings, best first, when --num-return-sequences > 1; null when error
 is set), n_input_tokens (prompt tokens with </s>), n_generated_tokens (after the start token, up to and including
-</s>; a list alongside the texts), truncated (the prompt was cut to --max-length), error. A null prompt comes out with
-error "text is null"; the other rows are unaffected. Prompts are batched by length, padded to a few shapes; padding
-never changes a prompt's output. Generation options left out take the checkpoint's generation_config.json.
+</s>; a list alongside the texts), truncated (the prompt was cut to --max-length, or its text to --max-chars),
+error. A null prompt comes out with error "text is null"; the other rows are unaffected. Prompts are batched by
+length, padded to a few shapes; padding never changes a prompt's output. Generation options left out take the
+checkpoint's generation_config.json.
+
+Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
+any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
+and failures".
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> GenerateOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    return run_and_print(lambda: run_generate(options))
+    return run_and_print("generate.py", lambda: run_generate(options))
 
 
 if __name__ == "__main__":

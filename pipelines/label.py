@@ -6,13 +6,19 @@ B-/I-PER, ORG, LOC, MISC; its entities are reproducible nonsense), output in ./o
     python pipelines/label.py --input data/ --output out/ --model path/to/xlm-roberta-ner --aggregation first
     ray submit cluster.yaml pipelines/label.py -- --input s3://bucket/texts/ --output s3://bucket/entities/ ...
 
-Output columns: id, entities, n_tokens (the text's tokens with <s> and </s>), error. `entities` is a list of
-{entity_group, score, word, start, end} (with --aggregation none: {entity, score, index, word, start, end}, one per
-token), as transformers' token-classification pipeline returns them; `start`/`end` are character offsets into the
-text (text[start:end] is the entity). Texts longer than the window (--max-length) are tagged in windows that share
---stride tokens, and the windows' spans merged, so every token is tagged. A null text comes out with error
-"text is null" and no entities; the other rows are unaffected. The checkpoint's tokenizer must give character
-offsets (XLM-RoBERTa does; FlauBERT's cannot, and the job refuses it at start).
+Output columns: id, entities, n_tokens (the text's tokens with <s> and </s>), truncated (the text was cut to
+--max-chars), error. `entities` is a list of {entity_group, score, word, start, end} (with --aggregation none:
+{entity, score, index, word, start, end}, one per token), as transformers' token-classification pipeline returns
+them; `start`/`end` are character offsets into the text (text[start:end] is the entity). Texts longer than the
+window (--max-length) are tagged in windows that share --stride tokens, and the windows' spans merged, so every
+token is tagged. A null text comes out with error "text is null" and no entities; the other rows are unaffected.
+XLM-RoBERTa and FlauBERT checkpoints work; FlauBERT's tokenizer gives no character offsets, so its `start`/`end` are
+null (as in transformers' pipeline with that tokenizer), its words come from the BPE end-of-word marks, and its
+windows are merged by token positions.
+
+Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
+any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
+and failures".
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> LabelOptions:
         defaults,
         model_help="token-classification checkpoint folder, URL or hub id (default: the bundled tiny NER model)",
         max_length_help="the window: tokens per model call, <s> and </s> included; longer texts are tagged in "
-        "overlapping windows (default: all the checkpoint takes, 512 for XLM-R)",
+        "overlapping windows (default: all the checkpoint takes, 512 for XLM-R and FlauBERT)",
     )
     parser.add_argument(
         "--aggregation",
@@ -69,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> LabelOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     prepare_driver()
-    return run_and_print(lambda: run_label(options))
+    return run_and_print("label.py", lambda: run_label(options))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,10 @@ the same files.
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import pathlib
 
-import pyarrow.parquet as pq
+from sample_sentencepiece import corpus_texts, train_sentencepiece
 
 logger = logging.getLogger("make_tiny_flan_t5")
 
@@ -51,38 +50,6 @@ generation job without downloads; what it generates carries no meaning.
 """
 
 
-def corpus_texts(corpus: pathlib.Path) -> list[str]:
-    texts = []
-    for path in sorted(corpus.glob("*.parquet")):
-        texts += [text for text in pq.read_table(path, columns=["text"]).column("text").to_pylist() if text]
-    if not texts:
-        raise FileNotFoundError(f"no texts under {corpus}; run scripts/make_sample_corpus.py first")
-    return texts
-
-
-def train_sentencepiece(texts: list[str], vocab_size: int) -> bytes:
-    import sentencepiece as spm
-
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter([line for text in texts for line in text.splitlines() if line.strip()]),
-        model_writer=model,
-        model_type="unigram",
-        vocab_size=vocab_size,
-        hard_vocab_limit=False,  # the corpus is small: take what it supports, up to vocab_size
-        character_coverage=1.0,  # every character of the sample corpus gets a piece (T5 used 0.9995 on C4)
-        normalization_rule_name="nmt_nfkc",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        num_threads=1,  # reproducible
-        shuffle_input_sentence=False,
-        minloglevel=2,
-    )
-    return model.getvalue()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=pathlib.Path, default=ASSETS / "sample_corpus")
@@ -94,7 +61,7 @@ def main() -> None:
     from textbatch.models import FlaxT5ForConditionalGeneration, T5Config
     from textbatch.tokenizers import T5Tokenizer
 
-    tokenizer = T5Tokenizer(train_sentencepiece(corpus_texts(args.corpus), args.vocab_size))
+    tokenizer = T5Tokenizer(train_sentencepiece(corpus_texts(args.corpus), args.vocab_size, pad_id=0, eos_id=1, unk_id=2, bos_id=-1))
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(args.out)
     # The vocabulary is exactly the tokenizer's (FLAN-T5 pads to a multiple of 128; with random weights the padding

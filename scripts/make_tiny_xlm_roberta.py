@@ -14,11 +14,10 @@ script again writes the same files.
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import pathlib
 
-import pyarrow.parquet as pq
+from sample_sentencepiece import corpus_texts, train_sentencepiece
 
 logger = logging.getLogger("make_tiny_xlm_roberta")
 
@@ -44,37 +43,6 @@ carry no meaning.
 """
 
 
-def corpus_texts(corpus: pathlib.Path) -> list[str]:
-    texts = []
-    for path in sorted(corpus.glob("*.parquet")):
-        texts += [text for text in pq.read_table(path, columns=["text"]).column("text").to_pylist() if text]
-    if not texts:
-        raise FileNotFoundError(f"no texts under {corpus}; run scripts/make_sample_corpus.py first")
-    return texts
-
-
-def train_sentencepiece(texts: list[str], vocab_size: int) -> bytes:
-    import sentencepiece as spm
-
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter([line for text in texts for line in text.splitlines() if line.strip()]),
-        model_writer=model,
-        model_type="unigram",
-        vocab_size=vocab_size,
-        hard_vocab_limit=False,  # the corpus is small: take what it supports, up to vocab_size
-        character_coverage=1.0,  # every character of the sample corpus gets a piece
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        num_threads=1,  # reproducible
-        shuffle_input_sentence=False,
-        minloglevel=2,
-    )
-    return model.getvalue()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=pathlib.Path, default=ASSETS / "sample_corpus")
@@ -86,7 +54,7 @@ def main() -> None:
     from textbatch.models import FlaxXLMRobertaModel, XLMRobertaConfig
     from textbatch.tokenizers import XLMRobertaTokenizer
 
-    tokenizer = XLMRobertaTokenizer(train_sentencepiece(corpus_texts(args.corpus), args.vocab_size))
+    tokenizer = XLMRobertaTokenizer(train_sentencepiece(corpus_texts(args.corpus), args.vocab_size, unk_id=0, bos_id=1, eos_id=2, pad_id=-1))
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(args.out)
     config = XLMRobertaConfig(vocab_size=len(tokenizer), **ARCHITECTURE)

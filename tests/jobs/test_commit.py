@@ -60,7 +60,7 @@ def test_a_fresh_run_processes_everything_and_commits_with_a_manifest(tmp_path):
     assert commit.sources() == {"/corpus/a.parquet": 0, "/corpus/b.parquet": 0, "/corpus/c.parquet": 1}
     commit.start()
     report = run_fully(commit)
-    assert (report.files, report.rows, report.processed_files, report.skipped_files) == (2, 9, 3, 0)
+    assert (report.files, report.rows, report.processed_files, report.committed_files) == (2, 9, 3, 0)
     assert sorted(path.name for path in out.iterdir()) == ["_SUCCESS", *sorted(json.loads(
         (out / "_SUCCESS").read_text())["files"])]  # staging gone
     manifest = json.loads((out / "_SUCCESS").read_text())
@@ -86,7 +86,7 @@ def test_a_killed_run_is_resumed_without_recomputing_or_duplicating(tmp_path):
     assert [group.files[0].path for group in rerun.todo] == ["/corpus/b.parquet", "/corpus/c.parquet"]
     rerun.start()
     report = run_fully(rerun, first_id=3)
-    assert (report.processed_files, report.skipped_files, report.rows) == (2, 1, 9)
+    assert (report.processed_files, report.committed_files, report.rows) == (2, 1, 9)
     assert ids(out) == list(range(9))  # every id once: the half-written b and the unmarked c are not output
     assert (out / done_part).stat().st_mtime_ns == written_at  # moved, not rewritten
     assert not (out / "_temporary").exists()
@@ -118,7 +118,7 @@ def test_incremental_runs_add_new_files_redo_changed_ones_and_keep_gone_ones(tmp
     assert [group.files[0].path for group in night.todo] == ["/corpus/b.parquet", "/corpus/d.parquet"]
     night.start()
     report = run_fully(night, first_id=100)
-    assert (report.processed_files, report.skipped_files, report.rows) == (2, 1, 3 + 1 + 2 + 5)
+    assert (report.processed_files, report.committed_files, report.rows) == (2, 1, 3 + 1 + 2 + 5)
     files = json.loads((out / "_SUCCESS").read_text())["files"]
     assert old[0] in files and old[2] in files and old[1] not in files  # a and c kept, the old b replaced
     assert not (out / old[1]).exists()  # deleted only after the new manifest was written
@@ -127,6 +127,22 @@ def test_incremental_runs_add_new_files_redo_changed_ones_and_keep_gone_ones(tmp
     # Nothing new: nothing to do, and the output stays as it is.
     idle = plan(out, inputs(("a", 3), ("b", 2, "v2"), ("d", 5)), incremental=True)
     assert idle.todo == [] and idle.finish().files == len(files)
+
+
+def test_incremental_drops_the_rows_of_a_file_now_left_out_as_bad(tmp_path):
+    out = tmp_path / "out"
+    first = plan(out, inputs(("a", 3), ("b", 2)), incremental=True, commit_bytes=50)  # one group: a and b
+    first.start()
+    run_fully(first)
+    # b is still in the corpus but preflight now leaves it out (--on-bad-file skip): it is not gone, its rows go,
+    # and a, which shared its group, is processed again. Which files are skipped is no option of the rows.
+    skipping = {"on_bad_file": "skip", "skipped_files": [{"path": "/corpus/b.parquet", "problem": "null ids"}]}
+    night = plan(out, inputs(("a", 3)), incremental=True, commit_bytes=50, left_out=["/corpus/b.parquet"],
+                 metadata=skipping)
+    assert night.done == [] and [group.files[0].path for group in night.todo] == ["/corpus/a.parquet"]
+    night.start()
+    run_fully(night, first_id=100)
+    assert ids(out) == [100, 101, 102]
 
 
 def test_incremental_refuses_other_options_and_unknown_outputs(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import torch
 import transformers
 
+from tests.operators.flaubert_checkpoints import build_flaubert_checkpoint
 from textbatch.jobs.classify import TINY_MODEL
 from textbatch.operators.sequence_classify import ClassifySequences, apply_function, best_first, default_function
 from textbatch.operators.tokenize import Tokenize
@@ -64,7 +65,9 @@ def assert_top(result, expected, top_k=None):
 
 def test_top_one_and_top_k_equal_the_pipeline():
     tokenized, result = classify(TINY_MODEL, TEXTS, top_k=2)
-    assert result.column_names == ["id", "n_tokens", "truncated", "label", "score", "scores", "error", "_padded_tokens"]
+    assert result.column_names == [
+        "id", "n_tokens", "truncated", "_cut_at_max_chars", "label", "score", "scores", "error", "_padded_tokens"
+    ]
     assert tokenized.column("truncated").to_pylist() == [False] * 5 + [True]
     pipe = reference(TINY_MODEL)
     expected = pipe(TEXTS, top_k=None, truncation=True, max_length=WINDOW)
@@ -133,28 +136,13 @@ def test_score_rules():
         apply_function(logits, "tanh")
 
 
-def build_flaubert_classifier(folder: Path, seed: int = 3) -> Path:
-    """A tiny FlauBERT sequence classifier (emb 24, 2 layers, 4 heads, 3 labels) saved by transformers, with the
-    test BPE tokenizer of tests/tokenizers/flaubert_fixture.py."""
-    from tests.tokenizers.flaubert_fixture import build_flaubert_tokenizer_folder
-
-    build_flaubert_tokenizer_folder(folder, model_max_length=64)
-    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-    torch.manual_seed(seed)
-    config = transformers.FlaubertConfig(
-        vocab_size=len(vocab),
-        emb_dim=24,
-        n_layers=2,
-        n_heads=4,
-        max_position_embeddings=64,
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: index for index, label in enumerate(LABELS)},
+def build_flaubert_classifier(folder: Path, seed: int = 3, **config) -> Path:
+    """A tiny FlauBERT sequence classifier (3 labels; flaubert_checkpoints.py), its head scaled up so that the
+    labels vary; `config` overrides FlaubertConfig (summary_type, ...)."""
+    return build_flaubert_checkpoint(
+        folder, transformers.FlaubertForSequenceClassification, labels=LABELS, seed=seed,
+        scale_head="sequence_summary.summary.weight", **config,
     )
-    model = transformers.FlaubertForSequenceClassification(config).eval()
-    with torch.no_grad():  # scaled up so that the labels vary
-        model.sequence_summary.summary.weight.normal_(0.0, 1.0)
-    model.save_pretrained(folder)
-    return folder
 
 
 def test_flaubert_classifier_equals_the_pipeline(tmp_path):
@@ -167,3 +155,29 @@ def test_flaubert_classifier_equals_the_pipeline(tmp_path):
         assert_top(result, pipe(inputs(texts, pair_texts), top_k=None), top_k=3)
         expected_ids = transformers.FlaubertTokenizer.from_pretrained(folder)(texts, pair_texts)["input_ids"]
         assert tokenized.column("input_ids").to_pylist() == expected_ids
+
+
+@pytest.mark.parametrize("summary_type", ["mean", "last"])
+def test_flaubert_summaries_over_padding_equal_the_pipeline(tmp_path, summary_type):
+    """"mean" and "last" would read the padding of a padded batch; the step summarises the real tokens only, as the
+    reference does for one text alone."""
+    folder = build_flaubert_classifier(tmp_path / summary_type, summary_type=summary_type)
+    texts = ["Il pleut.", "Le train a vingt minutes de retard ce matin.", "", "Bonjour « l'ami » !"]
+    _, result = classify(folder, texts, top_k=3)  # every row padded to 48 tokens
+    assert_top(result, reference(folder, transformers.FlaubertTokenizer)(texts, top_k=None), top_k=3)
+
+
+def test_flaubert_configs_nothing_implements_are_refused_at_start(tmp_path):
+    from textbatch.jobs.classify import ClassifyOptions, resolve_max_length
+
+    folder = build_flaubert_classifier(tmp_path / "refused")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "summary_type": "attn"}))
+    with pytest.raises(ValueError, match="summary_type 'attn' is not supported .* supported: first, last, mean"):
+        resolve_max_length(ClassifyOptions(model=str(folder)))
+    (folder / "config.json").write_text(json.dumps({**config, "is_encoder": False}))
+    with pytest.raises(ValueError, match="is_encoder=False .* which neither transformers nor textbatch implements"):
+        resolve_max_length(ClassifyOptions(model=str(folder)))
+    (folder / "config.json").write_text(json.dumps({**config, "summary_use_proj": False}))
+    with pytest.raises(ValueError, match=r"summary_use_proj is false, so it gives \d+ logits \(emb_dim\) for 3 labels"):
+        resolve_max_length(ClassifyOptions(model=str(folder)))

@@ -7,6 +7,7 @@ import pytest
 
 from textbatch.operators.entities import EntityAggregator, Window, merge_overlapping, softmax, split_tag
 from textbatch.operators.windows import special_frame, window_bounds
+from textbatch.operators.word_boundaries import continues_by_end_marks
 
 LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC", 5: "DATE"}
 
@@ -168,3 +169,40 @@ def test_softmax_and_tags():
     scores = softmax(np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, 0.0]], np.float32))
     assert scores.dtype == np.float32 and np.allclose(scores.sum(-1), 1) and scores[1, 0] == 1.0
     assert split_tag("B-PER") == ("B", "PER") and split_tag("I-B-X") == ("I", "B-X") and split_tag("O") == ("I", "O")
+
+
+# FlauBERT's BPE: no character offsets, "</w>" ends the last piece of each word.
+def bpe_join(tokens):
+    return "".join(tokens).replace("</w>", " ").strip()
+
+
+def bpe_window(pieces, labels, first_index, confidence=0.9):
+    scores = window(TEXT, pieces, [(0, 0)] * len(pieces), labels, confidence).scores
+    unknown = [piece == "<unk>" for piece in pieces]
+    continues = continues_by_end_marks(pieces, unknown, "</w>", frozenset({"<unk>", "<special3>"}))
+    return Window(pieces, unknown, None, scores, first_index, continues)
+
+
+def test_end_of_word_marks_say_which_tokens_continue_a_word():
+    pieces = ["Jean</w>", "-</w>", "Pi", "erre</w>", "<unk>", "vit</w>", "ren", "<unk>", "tré</w>", "<special3>", "à</w>"]
+    unknown = [piece == "<unk>" for piece in pieces]
+    flags = continues_by_end_marks(pieces, unknown, "</w>", frozenset({"<unk>", "<special3>"}))
+    # "erre" ends "Pi"'s word; an unknown token continues an open word ("ren") but what follows it starts anew
+    assert [piece for piece, flag in zip(pieces, flags) if flag] == ["erre</w>", "<unk>"]
+
+
+def test_without_offsets_words_come_from_the_marks_and_spans_are_none():
+    found = EntityAggregator(LABELS, bpe_join, "first")(None, [bpe_window(["Pi", "erre</w>", "vit</w>"], [1, 3, 0], 1)])
+    assert found == [{"entity_group": "PER", "score": pytest.approx(0.9), "word": "Pierre", "start": None, "end": None}]
+
+
+def test_windows_without_offsets_are_merged_by_token_positions():
+    aggregator = EntityAggregator(LABELS, bpe_join, "simple")
+    left = bpe_window(["Jean</w>", "vit</w>", "à</w>"], [1, 0, 3], first_index=1)  # ends inside "à Paris"
+    right = bpe_window(["vit</w>", "à</w>", "Paris</w>"], [0, 3, 4], first_index=2, confidence=0.8)
+    found = aggregator(None, [left, right])
+    assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in found] == [
+        ("PER", "Jean", None, None),
+        ("LOC", "à Paris", None, None),  # the right window's longer span, in tokens
+    ]
+    assert "_tokens" not in found[0]

@@ -100,7 +100,9 @@ def test_the_sink_writes_the_jobs_columns_and_counts_them(tmp_path, returns):
     written = pq.read_table(tmp_path / "one.parquet")
     assert written.column_names == list(OUTPUT_COLUMNS)
     assert written.column("generated_text").to_pylist() == table.column("generated_text").to_pylist()
-    assert read_run_metadata(str(tmp_path / "one.parquet")) == {"template": "summarize: {text}"}
+    metadata = read_run_metadata(str(tmp_path / "one.parquet"))
+    assert metadata == {"template": "summarize: {text}", "file_counts": metadata["file_counts"]}
+    assert metadata["file_counts"] == {"rows": 3, "errors": {"text is null": 1}, "truncated": 1}
     assert list(pq.read_schema(tmp_path / "one.parquet").metadata) == [b"textbatch.generate"]
 
     counts = WrittenCounts.of_table(table, "n_input_tokens", ("n_generated_tokens",))

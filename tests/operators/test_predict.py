@@ -137,6 +137,34 @@ def test_options_are_checked(checkpoint):
         PredictEmbeddings(checkpoint[0], pooling="max")
 
 
+def test_flaubert_cls_pooling_equals_the_reference(tmp_path):
+    """FlauBERT through FlaxAutoModel: every position usable (they start at 0), padded with pad_index, and `cls`
+    (the state of <s>) equal to transformers' FlaubertModel on the unpadded row."""
+    import torch
+    import transformers
+
+    from tests.operators.flaubert_checkpoints import (
+        POSITIONS,
+        build_flaubert_checkpoint,
+    )
+
+    folder = build_flaubert_checkpoint(tmp_path / "flaubert", transformers.FlaubertModel)
+    step = PredictEmbeddings(str(folder), pooling="cls", normalize=False, buckets=(POSITIONS,), batch_tokens=256)
+    assert (step.max_length, step.pad_id) == (POSITIONS, 2)
+    rows = [[0, *range(20, 20 + n), 1] for n in (1, 9, POSITIONS - 2)]
+    reference = transformers.FlaubertModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        expected = [reference(torch.tensor([row])).last_hidden_state[0, 0].numpy() for row in rows]
+    np.testing.assert_allclose(embeddings(step(table(rows)))[:, :24], np.stack(expected), atol=1e-4, rtol=0)
+
+
+def test_a_t5_checkpoint_is_refused_before_its_weights_are_read():
+    from textbatch.jobs.embed import ASSETS
+
+    with pytest.raises(ValueError, match="model_type is 't5'.*supported model types: flaubert, xlm-roberta"):
+        PredictEmbeddings(str(ASSETS / "flan-t5-tiny"))
+
+
 def test_bfloat16_stays_close_to_float32(checkpoint, step):
     rows = random_rows(6, seed=11)
     low = PredictEmbeddings(checkpoint[0], dtype="bfloat16", batch_tokens=128)(table(rows))

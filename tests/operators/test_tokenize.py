@@ -21,7 +21,7 @@ def test_rows_keep_their_ids_and_get_the_documented_result(step):
     texts = ["Der Zug.", "", None, "   ", "дождь " * 20, "図書館"]
     batch = pa.table({"id": [10, 11, 12, 13, 14, 15], "text": texts, "lang": ["de", "", "", "", "ru", "ja"]})
     result = step(batch)
-    assert result.column_names == ["id", "lang", "input_ids", "n_tokens", "truncated", "error"]
+    assert result.column_names == ["id", "lang", "input_ids", "n_tokens", "truncated", "error", "_cut_at_max_chars"]
     assert result.column("id").to_pylist() == [10, 11, 12, 13, 14, 15]
     ids = result.column("input_ids").to_pylist()
     for index in (0, 4, 5):  # <s> ... </s>, cut where the tokenizer's own truncation cuts
@@ -38,10 +38,10 @@ def test_bytes_and_non_strings(step):
     # Parquet cannot mix types in a column, but other sources can hand the step bytes or objects.
     batch = pa.table({"text": pa.array([b"caf\xc3\xa9", b"\xff\xfe"], type=pa.binary())})
     errors = step(batch).column("error").to_pylist()
-    assert errors[0] is None and errors[1].startswith("text is not valid UTF-8")
-    from textbatch.operators.tokenize import _as_text
+    assert errors[0] is None and errors[1] == "text is not valid UTF-8: invalid start byte at byte 0"
+    from textbatch.operators.texts import as_text
 
-    assert _as_text(3.5) == (None, "text is a float, not a string")
+    assert as_text(3.5) == (None, "text is not a string: float")
 
 
 def test_missing_text_column_is_named(step):

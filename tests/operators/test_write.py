@@ -1,4 +1,5 @@
-"""The write step's file layout, counting and per-group parts with their markers, without running a Ray job."""
+"""The write step's file layout, counting (with per-file counts) and per-group parts with their markers, without
+running a Ray job."""
 
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ def test_file_has_the_output_columns_in_order_and_the_run_metadata(tmp_path):
     assert table.column_names == ["id", "embedding", "n_tokens", "truncated", "error"]
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 3)
     assert table.column("embedding").to_pylist() == [[0.0, 1.0, 2.0], None, [6.0, 7.0, 8.0]]
-    assert read_run_metadata(str(tmp_path / "one.parquet")) == {"model": "tiny", "pooling": "mean"}
+    assert read_run_metadata(str(tmp_path / "one.parquet")) == {
+        "model": "tiny",
+        "pooling": "mean",
+        "file_counts": {"rows": 3, "errors": {"text is null": 1}, "truncated": 1},  # this file's share of the report
+    }
 
 
 def test_counts_add_up():
@@ -50,6 +55,10 @@ def test_counts_add_up():
     assert (counts.errors, counts.truncated, dict(counts.error_kinds)) == (1, 1, {"text is null": 1})
     twice = counts + counts
     assert (twice.rows, twice.errors, dict(twice.error_kinds)) == (6, 2, {"text is null": 2})
+    # Errors are counted by their reason, the message before its first ": ".
+    details = ["model failed: ValueError: row 1", "model failed: KeyError: 'x'", "text is null"]
+    table = predicted_table().set_column(4, "error", pa.array(details))
+    assert dict(WrittenCounts.of_table(table).error_kinds) == {"model failed": 2, "text is null": 1}
 
 
 def test_each_input_group_gets_its_own_part_and_a_marker_after_it(tmp_path):
@@ -71,4 +80,11 @@ def test_each_input_group_gets_its_own_part_and_a_marker_after_it(tmp_path):
         "part": "part-b-k1-000007.parquet", "group": "k1", "rows": 2
     }
     assert pq.read_table(staging / "part-b-k1-000007.parquet").column("id").to_pylist() == [7, 9]
+    # Each part's file_counts are its own group's rows: their sums over the parts are the run's.
+    assert read_run_metadata(str(staging / "part-b-k1-000007.parquet"))["file_counts"] == {
+        "rows": 2, "errors": {}, "truncated": 1
+    }
+    assert read_run_metadata(str(staging / "part-a-k0-000007.parquet"))["file_counts"] == {
+        "rows": 1, "errors": {"text is null": 1}, "truncated": 0
+    }
     assert pq.read_table(staging / "part-a-k0-000007.parquet").column_names == list(OUTPUT_COLUMNS)

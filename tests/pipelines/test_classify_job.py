@@ -144,7 +144,7 @@ def test_pairs_with_top_k_end_to_end(ray_session, tmp_path):
     assert (summary.rows, summary.errors, summary.truncated) == (len(ids), 2, sum(table.column("truncated").to_pylist()))
     assert summary.truncated >= 1
     again = run_classify(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
-    assert (again.rows, again.input_files, again.skipped_files) == (0, 3, 3)
+    assert (again.rows, again.input_files, again.committed_files) == (0, 3, 3)
 
 
 def test_flaubert_classifier_end_to_end(ray_session, tmp_path):

@@ -110,11 +110,18 @@ def test_commit_options(cli, capsys):
     assert done.value.code == 2 and "commit_bytes must be at least 1" in capsys.readouterr().err
 
 
-def test_credentials_never_reach_the_error_report(cli, capsys, tmp_path, ray_session):
-    """A run that fails on a location carrying a password and a token reports the error with both redacted."""
-    location = "http://reader:hunter2@127.0.0.1:9/corpus.parquet?token=t0ps3cret"
-    assert cli.main(["--input", location, "--output", str(tmp_path / "out")]) == 1
+@pytest.mark.parametrize(
+    ("flag", "name", "traceback"),
+    [("--input", "corpus.parquet", False), ("--model", "model", True)],  # a bad input is its message alone
+)
+def test_credentials_never_reach_the_error_report(cli, capsys, tmp_path, ray_session, flag, name, traceback):
+    """A run that fails on a location carrying a password and a token reports the error with both redacted: a bad
+    input as a one-line error, any other failure (here a checkpoint that cannot be read) as its traceback."""
+    location = f"http://reader:hunter2@127.0.0.1:9/{name}?token=t0ps3cret"
+    assert cli.main([flag, location, "--output", str(tmp_path / "out")]) == 1
     captured = capsys.readouterr()
     report = captured.out + captured.err
-    assert "Traceback" in report and "hunter2" not in report and "t0ps3cret" not in report
+    assert ("Traceback" in report) == traceback and "hunter2" not in report and "t0ps3cret" not in report
     assert "reader:***@127.0.0.1:9" in report
+    if not traceback:
+        assert report.startswith("embed.py: error: --input 'http://reader:***@127.0.0.1:9/")

@@ -131,12 +131,12 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     assert summary.truncated == sum(truncated for _, _, truncated in reference.values())
     assert summary.tokens == sum(len(ids) for ids, _, _ in reference.values())
     assert 0.3 < summary.padding_efficiency <= 1.0 and summary.tokens_per_second > 0
-    assert summary.files == len(output.files) and (summary.input_files, summary.skipped_files) == (3, 0)
+    assert summary.files == len(output.files) and (summary.input_files, summary.committed_files) == (3, 0)
     assert "rows:               37" in summary.format()
 
     # The same run again with --incremental: every input file is committed, so nothing is read or written.
     again = run_embed(dataclasses.replace(options, incremental=True))
-    assert (again.rows, again.skipped_files, again.files) == (0, 3, summary.files)
+    assert (again.rows, again.committed_files, again.files) == (0, 3, summary.files)
     assert read_output(str(out)).files == output.files
 
 
@@ -177,3 +177,61 @@ def test_bundled_default_run(tmp_path):
     assert sorted(table.column("id").to_pylist()) == sorted(corpus_ids)
     assert pc.sum(pc.is_null(table.column("embedding"))).as_py() == 1
     assert pc.max(table.column("n_tokens")).as_py() == 512  # the long sample text, truncated
+
+
+def test_flaubert_checkpoint_end_to_end(ray_session, tmp_path):
+    """A FlauBERT encoder: its 64 positions all usable (they start at 0), rows padded with its pad_index; mean pooling
+    over <s> ... </s> equals transformers' FlaubertModel called on the same texts."""
+    import torch
+    import transformers
+
+    from tests.operators.flaubert_checkpoints import (
+        POSITIONS,
+        build_flaubert_checkpoint,
+    )
+
+    model = build_flaubert_checkpoint(tmp_path / "flaubert", transformers.FlaubertModel)
+    texts = [
+        "Il pleut sur Paris ce matin.",
+        "",
+        None,
+        "Le train a vingt minutes de retard. " * 12,
+        "« Bonjour », dit-elle à l'ami d'Émile.",
+    ]
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for part, (start, stop) in enumerate([(0, 2), (2, 5)]):
+        pq.write_table(pa.table({"id": range(start, stop), "text": pa.array(texts[start:stop])}), folder / f"{part}.parquet")
+    options = EmbedOptions(
+        input=str(folder), output=str(tmp_path / "out"), model=str(model), normalize=False,
+        padded_lengths=(POSITIONS,), batch_tokens=256,  # one shape to compile
+    )
+    summary = run_embed(options)
+    output = read_output(str(tmp_path / "out"))
+    rows = {row["id"]: row for row in output.to_arrow().to_pylist()}
+    metadata = output.metadata
+    assert (metadata["model_type"], metadata["max_length"], metadata["embedding_dim"]) == ("flaubert", POSITIONS, 24)
+
+    tokenizer = transformers.FlaubertTokenizer.from_pretrained(model)
+    reference = transformers.FlaubertModel.from_pretrained(model).eval()
+    kept = [index for index, text in enumerate(texts) if text is not None]
+    batch = tokenizer([texts[index] for index in kept], padding=True, truncation=True, max_length=POSITIONS,
+                      return_tensors="pt")
+    with torch.no_grad():
+        hidden = reference(**batch).last_hidden_state
+    mask = batch["attention_mask"][..., None].float()
+    expected = ((hidden * mask).sum(dim=1) / mask.sum(dim=1)).numpy()
+    for slot, index in enumerate(kept):
+        row = rows[index]
+        assert row["error"] is None and row["n_tokens"] == int(mask[slot].sum()), index
+        np.testing.assert_allclose(row["embedding"], expected[slot], atol=1e-4, rtol=0, err_msg=f"id {index}")
+    assert rows[3]["truncated"] and rows[3]["n_tokens"] == POSITIONS
+    assert rows[2]["error"] == "text is null" and rows[2]["embedding"] is None
+    assert (summary.rows, summary.errors, summary.truncated) == (5, 1, 1)
+
+
+def test_t5_checkpoint_is_refused_naming_the_supported_types():
+    from textbatch.jobs.embed import resolved_max_length
+
+    with pytest.raises(ValueError, match="model_type is 't5'.*supported model types: flaubert, xlm-roberta"):
+        resolved_max_length(EmbedOptions(model=str(REPO / "textbatch" / "assets" / "flan-t5-tiny")))

@@ -122,7 +122,7 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     assert summary.truncated == sum(truncated for _, _, truncated in direct.values()) >= 1
     assert 0.3 < summary.padding_efficiency <= 1.0 and summary.files == len(output.files)
     again = run_generate(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
-    assert (again.rows, again.skipped_files) == (0, summary.input_files)
+    assert (again.rows, again.committed_files) == (0, summary.input_files)
 
 
 def test_bundled_default_run(tmp_path):

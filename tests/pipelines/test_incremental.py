@@ -55,7 +55,7 @@ def test_incremental_runs_and_failed_runs(ray_session, corpus, broken_model, tmp
     # The next night brings one more file.
     pq.write_table(table.slice(3 * ROWS, ROWS), folder / "day-3.parquet")
     night = run_embed(dataclasses.replace(options, incremental=True))
-    assert (night.rows, night.input_files, night.skipped_files, night.files) == (ROWS, 4, 3, 4)
+    assert (night.rows, night.input_files, night.committed_files, night.files) == (ROWS, 4, 3, 4)
     output = read_output(str(out))
     assert set(committed) < set(output.files)  # old parts + the new one
     assert all((out / path.rsplit("/", 1)[1]).stat().st_mtime_ns == when for path, when in committed.items())

@@ -1,12 +1,12 @@
-"""The NER job: its command line, its checks at start (FlauBERT refused), and one run end to end on the session's
-local Ray over a multi-file corpus, compared with transformers' token-classification pipeline."""
+"""The NER job: its command line, its checks at start, and runs end to end on the session's local Ray (XLM-R over a
+multi-file corpus; a FlauBERT checkpoint, whose tokenizer has no offsets), compared with transformers'
+token-classification pipeline."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -89,16 +89,49 @@ def test_bad_settings_fail_at_start(tmp_path):
     assert resolve_plan(LabelOptions(max_length=40)).stride == 19  # half the window's 38 text tokens
 
 
-def test_flaubert_is_refused_at_start(tmp_path):
-    """FlauBERT's tokenizer gives no character offsets (Moses rewrites the text), so the job refuses it."""
-    from tests.tokenizers.flaubert_fixture import build_flaubert_tokenizer_folder
+def test_flaubert_end_to_end(ray_session, tmp_path):
+    """A FlauBERT NER checkpoint (no character offsets): entities equal transformers' pipeline with its slow
+    tokenizer (start/end null); a text longer than the window is tagged whole, in windows."""
+    from tests.operators.flaubert_checkpoints import (
+        POSITIONS,
+        build_flaubert_checkpoint,
+    )
 
-    folder = build_flaubert_tokenizer_folder(tmp_path / "flaubert")
-    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-    config = transformers.FlaubertConfig(vocab_size=len(vocab), emb_dim=16, n_layers=1, n_heads=2, num_labels=3)
-    transformers.FlaubertForTokenClassification(config).save_pretrained(folder)
-    with pytest.raises(ValueError, match="FlaubertTokenizer gives no character offsets"):
-        resolve_plan(LabelOptions(model=str(folder)))
+    labels = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
+    model = build_flaubert_checkpoint(tmp_path / "flaubert", transformers.FlaubertForTokenClassification,
+                                      labels=labels, scale_head="classifier.weight")
+    texts = {
+        "a": "Emmanuel Macron a rencontré Angela Merkel à Paris.",
+        "b": None,
+        "c": "Le train de Marseille a vingt minutes de retard.",
+        "d": "La bibliothèque de Lyon ouvre à neuf heures. " * 8,
+    }
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": list(texts), "text": pa.array(list(texts.values()), pa.string())}),
+                   folder / "part-0.parquet")
+    options = LabelOptions(input=str(folder), output=str(tmp_path / "out"), model=str(model),
+                           padded_lengths=(32, POSITIONS), batch_tokens=256)
+    assert resolve_plan(options).offsets is False
+    summary = run_label(options)
+    output = read_output(str(tmp_path / "out"))
+    rows = {row["id"]: row for row in output.to_arrow().to_pylist()}
+    assert output.metadata["model_type"] == "flaubert"
+
+    reference = transformers.pipeline(
+        "token-classification",
+        model=transformers.AutoModelForTokenClassification.from_pretrained(model, dtype=torch.float32),
+        tokenizer=transformers.FlaubertTokenizer.from_pretrained(model),
+        aggregation_strategy="simple",
+    )
+    for key in ("a", "c"):
+        expected = reference(texts[key])
+        assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in rows[key]["entities"]] == [
+            (e["entity_group"], e["word"], None, None) for e in expected
+        ], key
+        assert np.allclose([e["score"] for e in rows[key]["entities"]], [e["score"] for e in expected], atol=1e-4)
+    assert rows["b"]["error"] == "text is null" and rows["d"]["error"] is None and rows["d"]["entities"]
+    assert rows["d"]["n_tokens"] > POSITIONS and summary.windows > 3 and summary.errors == 1
 
 
 @pytest.fixture
@@ -157,7 +190,7 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     for key, text in texts.items():
         row = rows[key]
         if text is None:
-            assert row == {"id": key, "entities": None, "n_tokens": 0, "error": "text is null"}
+            assert row == {"id": key, "entities": None, "n_tokens": 0, "truncated": False, "error": "text is null"}
             continue
         n_tokens = len(tokenizer(text, truncation=False)["input_ids"])
         assert row["error"] is None and row["n_tokens"] == n_tokens
@@ -174,4 +207,4 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     assert summary.tokens == sum(row["n_tokens"] for row in rows.values())
     assert "windows:" in summary.format() and "entities:" in summary.format()
     again = run_label(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
-    assert (again.rows, again.skipped_files) == (0, summary.input_files)
+    assert (again.rows, again.committed_files) == (0, summary.input_files)

@@ -73,4 +73,4 @@ def test_s3_round_trip_with_transient_errors_and_a_restart(s3_server, ray_sessio
     assert not fs.exists(f"{BUCKET}/out/_temporary")
     # ETags identify the committed inputs: an incremental rerun finds nothing new.
     again = run_embed(dataclasses.replace(options, incremental=True))
-    assert (again.rows, again.skipped_files) == (0, 4)
+    assert (again.rows, again.committed_files) == (0, 4)

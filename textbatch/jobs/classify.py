@@ -14,11 +14,15 @@ options the bundled sample corpus is classified by the bundled tiny random-weigh
 positive) into ./output/labels/.
 
 Any sequence-classification checkpoint `FlaxAutoModelForSequenceClassification` loads works: XLM-RoBERTa and FlauBERT.
+A FlauBERT classifier's summary_type "first", "last", "cls_index" or "mean" is computed over each row's real tokens
+(so padding changes nothing, as in the reference's one-text-at-a-time pipeline); "attn", which transformers does not
+implement either, is refused when the job starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -30,6 +34,7 @@ from textbatch.jobs.common import (
     JobOptions,
     JobSummary,
     base_metadata,
+    check_job_input,
     checkpoint_config,
     map_model,
     model_location,
@@ -91,25 +96,49 @@ def output_columns(options: ClassifyOptions) -> tuple[str, ...]:
 def resolve_max_length(options: ClassifyOptions) -> tuple[int, Any]:
     """(max_length the job uses, the checkpoint's config); fails early for a checkpoint without a classifier."""
     from textbatch.models import FlaxAutoModelForSequenceClassification
+    from textbatch.operators.encoders import check_runnable
+    from textbatch.operators.flaubert_summary import check_summary_type
     from textbatch.operators.padded_calls import usable_length
 
-    config = checkpoint_config(model_location(options.model), FlaxAutoModelForSequenceClassification)
+    location = model_location(options.model)
+    config = checkpoint_config(location, FlaxAutoModelForSequenceClassification)
+    check_runnable(config, location)
+    if config.model_type == "flaubert":
+        check_summary_type(config, location)
     limit = usable_length(config)
     if options.max_length is not None and options.max_length > limit:
         raise ValueError(f"--max-length {options.max_length} exceeds what {options.model} can take ({limit} tokens)")
     return options.max_length or limit, config
 
 
-def build_classify_dataset(options: ClassifyOptions, sources: Mapping[str, int] | None = None):
+def build_classify_dataset(
+    options: ClassifyOptions,
+    *,
+    checked=None,
+    sources: Mapping[str, int] | None = None,
+    model_operator: type | None = None,
+    tokenize_operator: type | None = None,
+):
     """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, label, score, [scores], error, and the
-    internal _padded_tokens (and _group, with `sources`: the input files to read -> their commit group)."""
+    internal _padded_tokens (and _group, with `sources`: the input files to read -> their commit group).
+
+    `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
+    `tokenize_operator` replace ClassifySequences and Tokenize (subclasses taking the same arguments)."""
     from textbatch.operators.sequence_classify import ClassifySequences
 
+    checked = checked if checked is not None else check_job_input(options, options.text_pair_column)
     max_length, _ = resolve_max_length(options)
-    dataset = read_and_tokenize(options, max_length, pair_column=options.text_pair_column, sources=sources)
+    dataset = read_and_tokenize(
+        options,
+        max_length,
+        pair_column=options.text_pair_column,
+        checked=checked,
+        sources=sources,
+        tokenize_operator=tokenize_operator,
+    )
     return map_model(
         dataset,
-        ClassifySequences,
+        model_operator or ClassifySequences,
         {
             "model_path": model_location(options.model),
             "function": options.function,
@@ -138,15 +167,21 @@ def run_metadata(options: ClassifyOptions, max_length: int, config: Any) -> dict
     }
 
 
-def run_classify(options: ClassifyOptions) -> ClassifySummary:
-    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+def run_classify(
+    options: ClassifyOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
+) -> ClassifySummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
+    checked before any model loads (a bad file raises preflight.BadInputError); the operators are
+    build_classify_dataset's."""
     max_length, config = resolve_max_length(options)
+    operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
     run = run_job(
         options,
         job="classify",
         metadata=run_metadata(options, max_length, config),
-        build_dataset=lambda sources: build_classify_dataset(options, sources),
+        build_dataset=functools.partial(build_classify_dataset, options, **operators),
         columns=output_columns(options),
+        pair_column=options.text_pair_column,
     )
     summary = ClassifySummary.from_run(run)
     logger.debug("classification job done:\n%s", summary.format())

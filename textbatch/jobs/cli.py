@@ -6,7 +6,7 @@
     options = options_from_args(parser, EmbedOptions, parser.parse_args(argv))
     ...
     prepare_driver()
-    return run_and_print(lambda: run_embed(options))
+    return run_and_print("embed.py", lambda: run_embed(options))
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from textbatch.jobs.common import DTYPES, JobOptions
+from textbatch.jobs.common import DTYPES, ON_BAD_FILE, JobOptions, JobSummary
 from textbatch.redact import RedactingFilter, redact
 
 Options = TypeVar("Options", bound=JobOptions)
@@ -40,8 +40,9 @@ def add_job_arguments(
     batch_tokens_help: str = "padded tokens per model call (default: %(default)s)",
 ) -> None:
     """--input, --output, --model, --text-column, --id-column, --max-length, --batch-tokens, --model-actors,
-    --tokenizer-actors, --dtype, --devices-per-actor, --mesh, --load-in-8bit, and the commit options
-    (add_commit_arguments); defaults from `defaults` (a job's options with no arguments)."""
+    --tokenizer-actors, --dtype, --devices-per-actor, --mesh, --load-in-8bit, the robustness options
+    (add_robustness_arguments) and the commit options (add_commit_arguments); defaults from `defaults` (a job's
+    options with no arguments)."""
     parser.add_argument(
         "--input",
         default=defaults.input,
@@ -75,7 +76,28 @@ def add_job_arguments(
         "--load-in-8bit", action="store_true", default=defaults.load_in_8bit,
         help="store dense kernels as int8 with per-channel scales (about a quarter of float32)",
     )
+    add_robustness_arguments(parser, defaults)
     add_commit_arguments(parser, defaults)
+
+
+def add_robustness_arguments(parser: argparse.ArgumentParser, defaults: JobOptions) -> None:
+    """--max-chars, --on-bad-file, --batch-retries: bad rows, bad files, failures."""
+    group = parser.add_argument_group("bad rows, bad files and failures")
+    group.add_argument(
+        "--max-chars", type=int, default=defaults.max_chars,
+        help="characters kept per text, cut before tokenizing; a cut text is marked truncated (default: %(default)s)",
+    )
+    group.add_argument(
+        "--on-bad-file", choices=ON_BAD_FILE, default=defaults.on_bad_file,
+        help="an unreadable input file, a missing or non-text column, null or duplicate ids: stop before any model "
+        "loads (fail), or go on without the file and list it in the summary and the output's metadata (skip) "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--batch-retries", type=int, default=defaults.batch_retries,
+        help="times a batch whose step raised runs again before it is split to give the failing rows an error; an "
+        "actor that died is restarted and its batch retried without limit (default: %(default)s)",
+    )
 
 
 def add_commit_arguments(parser: argparse.ArgumentParser, defaults: JobOptions) -> None:
@@ -126,11 +148,17 @@ def prepare_driver() -> None:
         ray.init()
 
 
-def run_and_print(run: Callable[[], Any]) -> int:
-    """Print `run()`'s summary and return 0; on an error, print its traceback with credentials redacted (a location
-    in a message may carry a password or a signed token) and return 1."""
+def run_and_print(prog: str, run: Callable[[], JobSummary]) -> int:
+    """Run a job and print its summary: exit status 0. On an error, status 1: a bad input (preflight.BadInputError)
+    prints its message alone, anything else its traceback; both with credentials redacted (a location in a message
+    may carry a password or a signed token)."""
+    from textbatch.operators.preflight import BadInputError
+
     try:
         summary = run()
+    except BadInputError as error:
+        print(redact(f"{prog}: error: {error}"), file=sys.stderr)
+        return 1
     except Exception as error:  # noqa: BLE001 - the CLI's last stop: report, redacted, and exit non-zero
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         print(redact(text), file=sys.stderr, end="")

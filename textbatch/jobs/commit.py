@@ -30,7 +30,7 @@ import logging
 import posixpath
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -46,8 +46,9 @@ ATTEMPT_FILE = "_attempt.json"
 PART_SUFFIX = ".parquet"
 MARKER_SUFFIX = ".json"
 MANIFEST_FORMAT = 1
-# Metadata that does not change a row's result: a rerun that differs only in these still resumes or extends.
-RUN_ONLY_OPTIONS = ("textbatch_version", "batch_tokens", "devices_per_actor", "mesh")
+# Metadata that does not change a row's result: a rerun that differs only in these still resumes or extends. Which
+# bad input files were left out (and whether they may be) changes which files are processed, not their rows.
+RUN_ONLY_OPTIONS = ("textbatch_version", "batch_tokens", "devices_per_actor", "mesh", "on_bad_file", "skipped_files")
 
 
 def fingerprint(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -87,7 +88,7 @@ class CommitReport:
     rows: int  # rows in the output
     input_files: int  # input files found
     processed_files: int  # of which this run processed
-    skipped_files: int  # of which were already committed (a resumed run, --incremental)
+    committed_files: int  # of which were already committed (a resumed run, --incremental)
 
 
 class OutputCommit:
@@ -180,7 +181,7 @@ class OutputCommit:
             rows=manifest["rows"],
             input_files=self.input_files,
             processed_files=processed,
-            skipped_files=self.input_files - processed,
+            committed_files=self.input_files - processed,
         )
 
     def _publish(self, groups: Sequence[DoneGroup]) -> None:
@@ -248,11 +249,13 @@ def plan_commit(
     overwrite: bool = True,
     commit_bytes: int,
     count_rows: Callable[[list[InputFile]], list[InputFile]] | None = None,
+    left_out: Iterable[str] = (),
 ) -> OutputCommit:
     """The commit of a run writing to `location` over `inputs`: which groups earlier attempts (and, with
     `incremental`, the committed output) already hold, and the groups of the other files to process now.
     `count_rows` fills in the row counts of the files to process (input_groups.with_row_counts), so that a nightly
-    run reads the footers of the new files only."""
+    run reads the footers of the new files only. `left_out` are the paths of input files the run does not process
+    (bad files it skips): unlike a file that is gone, such a file's committed rows are not kept."""
     fs, root = fsspec.core.url_to_fs(location)
     fs.invalidate_cache()
     check_output_folder(fs, root, location)
@@ -262,7 +265,7 @@ def plan_commit(
     if not overwrite and not incremental and (manifest is not None or committed):
         raise FileExistsError(f"output folder {redact(location)} already holds a committed output and overwrite is off")
     current = {file.identity for file in inputs}
-    current_paths = {identity[0] for identity in current}
+    current_paths = {identity[0] for identity in current} | {redact(path) for path in left_out}
     done: list[DoneGroup] = []
     if incremental and manifest is not None:
         done += _unchanged_groups(manifest, options, current, current_paths, location)
@@ -326,7 +329,8 @@ def _unchanged_groups(
     manifest: dict, options: tuple[str, dict], current: set, current_paths: set, location: str
 ) -> list[DoneGroup]:
     """The manifest's groups to keep in an incremental run: those none of whose files changed (a file that is gone
-    keeps its output; a file that changed is processed again, with the rest of its group)."""
+    keeps its output; a file that changed is processed again, with the rest of its group; a file left out as bad is
+    at a current path but no current input, so its group's other files are processed again without it)."""
     if not manifest:
         raise ValueError(
             f"--incremental: the manifest of {redact(location)} was not written by this version of textbatch; "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from textbatch.jobs.input_groups import DEFAULT_COMMIT_BYTES
+from textbatch.operators.tokenize import CUT_AT_MAX_CHARS
 from textbatch.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SAMPLE_CORPUS = ASSETS / "sample_corpus"
 DTYPES = ("float32", "bfloat16")
+ON_BAD_FILE = ("fail", "skip")  # operators/preflight.py's (not imported from there: that pulls in Ray)
+REPORT_SUMS = (CUT_AT_MAX_CHARS,)  # internal columns every job's sink sums for the summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +65,18 @@ class JobOptions:
     # Committing (jobs/commit.py). A rerun with the same options resumes a run that never committed.
     incremental: bool = False  # process only input files the committed output has not seen, and keep its parts
     commit_bytes: int = DEFAULT_COMMIT_BYTES  # input bytes per commit group; a kill loses at most the groups in flight
+    # Bad rows, bad files and failures (README: "Bad rows, bad files and failures").
+    max_chars: int = 1_000_000  # characters kept per text, cut before tokenizing; a cut text is flagged truncated
+    on_bad_file: str = "fail"  # "skip": go on without the files preflight rejects, listing them in the report
+    batch_retries: int = 1  # runs again of a batch that raised, before its rows are isolated (operators/isolation.py)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.on_bad_file not in ON_BAD_FILE:
+            raise ValueError(f"on_bad_file must be one of {ON_BAD_FILE}, got {self.on_bad_file!r}")
+        if self.batch_retries < 0:
+            raise ValueError(f"batch_retries must be at least 0, got {self.batch_retries}")
         for name in (
             "batch_tokens",
             "model_actors",
@@ -73,6 +84,7 @@ class JobOptions:
             "rows_per_model_call",
             "rows_per_tokenizer_call",
             "commit_bytes",
+            "max_chars",
         ):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -108,8 +120,10 @@ class JobSummary:
     truncated: int
     files: int  # part files in the committed output
     wall_seconds: float
-    input_files: int = 0  # input files found ...
-    skipped_files: int = 0  # ... of which were already committed (a resumed run, --incremental) and not processed
+    input_files: int = 0  # good input files found (bad ones left out are in skipped_files) ...
+    committed_files: int = 0  # ... of which were already committed (a resumed run, --incremental) and not processed
+    cut_at_max_chars: int = 0  # of the truncated rows, those whose text was cut to max_chars
+    skipped_files: tuple = ()  # a preflight.SkippedFile (path, problem) per input file left out (--on-bad-file skip)
 
     @classmethod
     def from_run(cls, run: JobRun, **extra: Any):
@@ -120,7 +134,8 @@ class JobSummary:
             run.wall_seconds,
             files=run.commit.files,
             input_files=run.commit.input_files,
-            skipped_files=run.commit.skipped_files,
+            committed_files=run.commit.committed_files,
+            skipped_files=run.skipped_files,
             **extra,
         )
 
@@ -138,11 +153,13 @@ class JobSummary:
             error_kinds=dict(counts.error_kinds),
             truncated=counts.truncated,
             wall_seconds=wall_seconds,
+            cut_at_max_chars=int(counts.sums.get(CUT_AT_MAX_CHARS, 0)),
             **extra,
         )
 
     def lines(self) -> list[tuple[str, str]]:
-        inputs = [("inputs", f"{self.input_files} files, {self.skipped_files} already committed")]
+        inputs = [("inputs", f"{self.input_files} files, {self.committed_files} already committed")]
+        cut = f" ({self.cut_at_max_chars} cut at --max-chars)" if self.cut_at_max_chars else ""
         return [
             ("output", f"{redact(self.output)} ({self.files} files)"),
             *(inputs if self.input_files else []),
@@ -150,16 +167,18 @@ class JobSummary:
             ("tokens", f"{self.tokens}"),
             ("tokens/s", f"{self.tokens_per_second:,.0f}"),
             ("padding efficiency", f"{self.padding_efficiency:.1%}"),
-            ("truncated", f"{self.truncated}"),
+            ("truncated", f"{self.truncated}{cut}"),
             ("errors", f"{self.errors}"),
-        ]
+        ] + ([("skipped files", f"{len(self.skipped_files)}")] if self.skipped_files else [])
 
     def format(self) -> str:
         text = []
         for label, value in self.lines():
             text.append(f"{label + ':':<20}{value}")
             if label == "errors":
-                text += [f"  {count} x {message}" for message, count in self.error_kinds.items()]
+                text += [f"  {count} x {reason}" for reason, count in self.error_kinds.items()]
+            if label == "skipped files":
+                text += [f"  {skipped.path}: {skipped.problem}" for skipped in self.skipped_files]
         text.append(f"{'wall time:':<20}{self.wall_seconds:.1f} s")
         return "\n".join(text)
 
@@ -189,7 +208,7 @@ def checkpoint_config(location: str, auto_class: type) -> Any:
     folder = Folder.open(location)
     where = folder.location("config.json")
     if not folder.exists("config.json"):
-        raise FileNotFoundError(f"{where} does not exist: is {location} a checkpoint folder?")
+        raise FileNotFoundError(f"{where} does not exist: is {redact(location)} a checkpoint folder?")
     model_type = folder.read_json("config.json").get("model_type")
     if not model_type:
         raise ValueError(f"{where} names no model_type, so the job cannot tell which model it is")
@@ -204,7 +223,8 @@ def package_version() -> str:
 
 
 def base_metadata(options: JobOptions, job: str, max_length: int) -> dict[str, Any]:
-    """What every job's output files record about the run; a job adds its own options."""
+    """What every job's output files record about the run; a job adds its own options, and run_job the input files
+    preflight left out (`skipped_files`, --on-bad-file skip), each with its problem."""
     return {
         "job": job,
         "textbatch_version": package_version(),
@@ -218,6 +238,8 @@ def base_metadata(options: JobOptions, job: str, max_length: int) -> dict[str, A
         "input": redact(local_to_absolute(options.input)),
         "text_column": options.text_column,
         "id_column": options.id_column,
+        "max_chars": options.max_chars,
+        "on_bad_file": options.on_bad_file,
     }
 
 
@@ -283,40 +305,64 @@ def warn_if_local_output_on_cluster(output: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def check_job_input(options: JobOptions, pair_column: str | None = None):
+    """Preflight the input files (operators/preflight.py), before anything is loaded: a bad file raises
+    BadInputError naming it, or with `on_bad_file="skip"` is left out. Returns the CheckedInput to read."""
+    from textbatch.operators.preflight import check_input
+
+    return check_input(
+        local_to_absolute(options.input),
+        text_column=options.text_column,
+        id_column=options.id_column,
+        pair_column=pair_column,
+        on_bad_file=options.on_bad_file,
+    )
+
+
 def read_and_tokenize(
     options: JobOptions,
     max_length: int | None,
     template: str | None = None,
     *,
     pair_column: str | None = None,
+    checked=None,
     sources: Mapping[str, int] | None = None,
+    tokenize_operator: type | None = None,
     **tokenize_options: Any,
 ):
     """The lazy Ray Dataset of read -> Tokenize actors: columns id, input_ids, n_tokens, truncated, error.
 
-    `pair_column` reads a second text column as `text_pair` and tokenizes the two as a pair; `sources` reads only
-    those files and tags rows with their input group (run_job's commit plan); `tokenize_options` go to Tokenize
-    (`offsets`, `keep_text`); `max_length=None` does not truncate."""
+    `pair_column` reads a second text column as `text_pair` and tokenizes the two as a pair; `tokenize_options` go
+    to Tokenize (`offsets`, `keep_text`); `max_length=None` does not truncate. `checked` is the preflight's
+    CheckedInput (default: run it now); `sources` reads only those of its files and tags rows with their input group
+    (run_job's commit plan); `tokenize_operator` replaces Tokenize (a subclass, e.g. in tests)."""
     from ray.data import ActorPoolStrategy
 
+    from textbatch.operators.isolation import isolated
     from textbatch.operators.read import read_texts
+    from textbatch.operators.row_errors import TOKENIZER_FAILED
     from textbatch.operators.tokenize import Tokenize
 
+    checked = checked if checked is not None else check_job_input(options, pair_column)
     dataset = read_texts(
-        local_to_absolute(options.input),
+        checked.files,
         text_column=options.text_column,
         id_column=options.id_column,
         pair_column=pair_column,
         num_cpus=options.io_task_cpus,
         sources=sources,
     )
+    # Ray Data may drop the rows of blocks that fail (max_errored_blocks > 0): never here, a failure fails the job.
+    dataset.context.max_errored_blocks = 0
+    step = isolated(tokenize_operator or Tokenize, retries=options.batch_retries, reason=TOKENIZER_FAILED)
     return dataset.map_batches(
-        Tokenize,
+        step,
         fn_constructor_kwargs={
             "tokenizer_path": model_location(options.model),
             "max_length": max_length,
             "template": template,
             "pair": pair_column is not None,
+            "max_chars": options.max_chars,
             **tokenize_options,
         },
         batch_format="pyarrow",
@@ -329,8 +375,16 @@ def read_and_tokenize(
 
 def map_model(dataset, operator: type, kwargs: dict[str, Any], options: JobOptions):
     """Add the job's model step: `operator(**kwargs, weights=...)` in `model_actors` actors with the options'
-    resources; `weights` says where and how the actor holds the model (devices, mesh, int8)."""
+    resources; `weights` says where and how the actor holds the model (devices, mesh, int8). A batch that raises
+    is retried, then its failing rows isolated (operators/isolation.py).
+
+    An actor that dies (a crash, an out-of-memory kill, a lost node) is restarted, and its batch retried on it, by
+    Ray Data itself: its actor pools default to `max_restarts=-1, max_task_retries=-1` (without limit, so a long job
+    outlives preemptions). Ray 2.60 deprecates passing other values to map_batches, so the jobs keep these."""
     from ray.data import ActorPoolStrategy
+
+    from textbatch.operators.isolation import isolated
+    from textbatch.operators.row_errors import MODEL_FAILED
 
     gpus = model_actor_gpus(options)
     extra: dict[str, Any] = {"num_gpus": gpus} if gpus else {}
@@ -338,7 +392,7 @@ def map_model(dataset, operator: type, kwargs: dict[str, Any], options: JobOptio
     if resources:
         extra["resources"] = resources
     return dataset.map_batches(
-        operator,
+        isolated(operator, retries=options.batch_retries, reason=MODEL_FAILED),
         fn_constructor_kwargs={**kwargs, "weights": model_weights(options)},
         batch_format="pyarrow",
         batch_size=options.rows_per_model_call,
@@ -350,12 +404,14 @@ def map_model(dataset, operator: type, kwargs: dict[str, Any], options: JobOptio
 
 @dataclasses.dataclass(frozen=True)
 class JobRun:
-    """What run_job did: the sink's counts of this run's rows, the wall time, where, and what is now committed."""
+    """What run_job did: the sink's counts of this run's rows, the wall time, where, what is now committed, and the
+    bad input files left out."""
 
     counts: Any  # operators.write.WrittenCounts
     wall_seconds: float
     output: str  # redacted, for reports
     commit: Any  # jobs.commit.CommitReport
+    skipped_files: tuple = ()  # preflight.SkippedFile (--on-bad-file skip)
 
 
 def run_job(
@@ -363,28 +419,33 @@ def run_job(
     *,
     job: str,
     metadata: dict[str, Any],
-    build_dataset: Callable[[Mapping[str, int]], Any],
+    build_dataset: Callable[..., Any],
     columns: tuple[str, ...],
+    pair_column: str | None = None,
     tokens_column: str = "n_tokens",
     sum_columns: tuple[str, ...] = (),
 ) -> JobRun:
-    """Connect to (or start) Ray, plan the commit (what earlier runs already hold), run `build_dataset(sources)` over
-    the input files still to do into a ResultParquetDatasink writing `columns`, then commit the output."""
+    """Check the input files (preflight, before any model loads: a bad file raises BadInputError, or with
+    --on-bad-file skip is left out and added to `metadata`), connect to (or start) Ray, plan the commit over the files
+    that passed (which of them earlier runs already hold), run `build_dataset(checked=..., sources=...)` over those
+    still to do into a ResultParquetDatasink writing `columns`, then commit the output."""
     import ray
 
     from textbatch.operators.write import ResultParquetDatasink, WrittenCounts
 
+    checked = check_job_input(options, pair_column)
+    metadata = {**metadata, "skipped_files": [file.as_dict() for file in checked.skipped]}
     if not ray.is_initialized():
         ray.init()
     output = local_to_absolute(options.output)
     warn_if_local_output_on_cluster(output)
     warn_if_actors_leave_no_cpu(options)
     started = time.perf_counter()
-    commit = plan_output_commit(options, job, metadata, output)
+    commit = plan_output_commit(options, checked, job, metadata, output)
     counts = WrittenCounts()
     if commit.todo:
         commit.start()
-        dataset = build_dataset(commit.sources())
+        dataset = build_dataset(checked=checked, sources=commit.sources())
         sink = ResultParquetDatasink(
             **sink_location(commit.staging),
             groups=commit.groups(),
@@ -392,24 +453,25 @@ def run_job(
             job=job,
             metadata=metadata,
             tokens_column=tokens_column,
-            sum_columns=sum_columns,
+            sum_columns=(*sum_columns, *REPORT_SUMS),
         )
         dataset.write_datasink(sink, ray_remote_args={"num_cpus": options.io_task_cpus})
         counts = sink.counts
     else:
         logger.info("every input file of %s is already committed in %s", redact(options.input), redact(output))
     report = commit.finish()
-    return JobRun(counts, time.perf_counter() - started, redact(output), report)
+    return JobRun(counts, time.perf_counter() - started, redact(output), report, checked.skipped)
 
 
-def plan_output_commit(options: JobOptions, job: str, metadata: dict[str, Any], output: str):
-    """List the input files (sizes, versions; row counts of those to process) and work out which of them the output
-    already holds."""
+def plan_output_commit(options: JobOptions, checked: Any, job: str, metadata: dict[str, Any], output: str):
+    """Describe the input files the preflight passed (sizes, versions; row counts of those to process) and work out
+    which of them the output already holds. The files it left out are no inputs of the commit."""
+    import fsspec
+
     from textbatch.jobs.commit import plan_commit
     from textbatch.jobs.input_groups import describe_inputs, with_row_counts
-    from textbatch.operators.read import resolve_input
 
-    files = resolve_input(local_to_absolute(options.input))
+    files = checked.files
     return plan_commit(
         output,
         describe_inputs(files.fs, files.paths),
@@ -419,6 +481,7 @@ def plan_output_commit(options: JobOptions, job: str, metadata: dict[str, Any], 
         overwrite=options.overwrite,
         commit_bytes=options.commit_bytes,
         count_rows=lambda pending: with_row_counts(files.fs, pending, files.kind),
+        left_out=[fsspec.core.strip_protocol(skipped.path) for skipped in checked.skipped],
     )
 
 

@@ -8,11 +8,15 @@
 running it; `run_embed(options)` writes it and returns an `EmbedSummary`. With default options the bundled sample
 corpus is embedded with the bundled tiny checkpoint into ./output/embeddings/. What every job shares (options,
 resources, the read and tokenize steps, the write, the summary) is in common.py.
+
+The model may be any encoder checkpoint `FlaxAutoModel` loads among XLM-RoBERTa and FlauBERT (operators/encoders.py);
+a T5 checkpoint is refused when the job starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -24,11 +28,13 @@ from textbatch.jobs.common import (
     JobOptions,
     JobSummary,
     base_metadata,
+    check_job_input,
     map_model,
     model_location,
     read_and_tokenize,
     run_job,
 )
+from textbatch.operators.padded_calls import usable_length
 from textbatch.operators.pooling import POOLINGS
 from textbatch.operators.predict import (
     COMPILE_MS,
@@ -37,7 +43,6 @@ from textbatch.operators.predict import (
     SHAPE_COST,
     SHAPES,
     TIMING_COLUMNS,
-    usable_length,
 )
 
 logger = logging.getLogger(__name__)
@@ -98,26 +103,40 @@ class EmbedSummary(JobSummary):
 
 
 def resolved_max_length(options: EmbedOptions) -> tuple[int, Any]:
-    """(max_length the job uses, the checkpoint's config): the option, bounded by what the checkpoint can take."""
-    from textbatch.models import XLMRobertaConfig
+    """(max_length the job uses, the checkpoint's config): the option, bounded by what the checkpoint can take;
+    fails early, on the driver, for a checkpoint that is not an encoder the job supports (XLM-R, FlauBERT)."""
+    from textbatch.operators.encoders import encoder_config
 
-    config = XLMRobertaConfig.from_pretrained(model_location(options.model))
+    config = encoder_config(model_location(options.model))
     limit = usable_length(config)
     if options.max_length is not None and options.max_length > limit:
         raise ValueError(f"--max-length {options.max_length} exceeds what {options.model} can take ({limit} tokens)")
     return options.max_length or limit, config
 
 
-def build_embed_dataset(options: EmbedOptions, sources: Mapping[str, int] | None = None):
+def build_embed_dataset(
+    options: EmbedOptions,
+    *,
+    checked=None,
+    sources: Mapping[str, int] | None = None,
+    model_operator: type | None = None,
+    tokenize_operator: type | None = None,
+):
     """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, embedding, error, _padded_tokens (and
-    _group, with `sources`: the input files to read -> their commit group)."""
+    _group, with `sources`: the input files to read -> their commit group).
+
+    `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
+    `tokenize_operator` replace PredictEmbeddings and Tokenize (subclasses taking the same arguments)."""
     from textbatch.operators.predict import PredictEmbeddings
 
+    checked = checked if checked is not None else check_job_input(options)
     max_length, _ = resolved_max_length(options)
-    dataset = read_and_tokenize(options, max_length, sources=sources)
+    dataset = read_and_tokenize(
+        options, max_length, checked=checked, sources=sources, tokenize_operator=tokenize_operator
+    )
     return map_model(
         dataset,
-        PredictEmbeddings,
+        model_operator or PredictEmbeddings,
         {
             "model_path": model_location(options.model),
             "pooling": options.pooling,
@@ -137,23 +156,28 @@ def run_metadata(options: EmbedOptions, max_length: int, config: Any) -> dict[st
     """What the output files' metadata records about the run."""
     return {
         **base_metadata(options, "embed", max_length),
-        "model_type": getattr(config, "model_type", "xlm-roberta"),
+        "model_type": config.model_type,
         "embedding_dim": int(config.hidden_size),
         "pooling": options.pooling,
         "normalize": options.normalize,
     }
 
 
-def run_embed(options: EmbedOptions) -> EmbedSummary:
-    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+def run_embed(
+    options: EmbedOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
+) -> EmbedSummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
+    checked before any model loads (a bad file raises preflight.BadInputError); the operators are
+    build_embed_dataset's."""
     from textbatch.operators.write import OUTPUT_COLUMNS
 
     max_length, config = resolved_max_length(options)
+    operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
     run = run_job(
         options,
         job="embed",
         metadata=run_metadata(options, max_length, config),
-        build_dataset=lambda sources: build_embed_dataset(options, sources),
+        build_dataset=functools.partial(build_embed_dataset, options, **operators),
         columns=OUTPUT_COLUMNS,
         sum_columns=TIMING_COLUMNS,
     )

@@ -19,6 +19,7 @@ Generation options left at None take the checkpoint's generation_config.json (el
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from textbatch.jobs.common import (
     JobOptions,
     JobSummary,
     base_metadata,
+    check_job_input,
     map_model,
     model_location,
     read_and_tokenize,
@@ -144,16 +146,34 @@ def resolved_max_length(options: GenerateOptions) -> int:
     return options.max_length or DEFAULT_MAX_LENGTH
 
 
-def build_generate_dataset(options: GenerateOptions, sources: Mapping[str, int] | None = None):
+def build_generate_dataset(
+    options: GenerateOptions,
+    *,
+    checked=None,
+    sources: Mapping[str, int] | None = None,
+    model_operator: type | None = None,
+    tokenize_operator: type | None = None,
+):
     """The lazy Ray Dataset of the job: columns id, n_input_tokens, truncated, generated_text, n_generated_tokens,
-    error, _padded_tokens (and _group, with `sources`: the input files to read -> their commit group)."""
+    error, _padded_tokens (and _group, with `sources`: the input files to read -> their commit group).
+
+    `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
+    `tokenize_operator` replace GenerateText and Tokenize (subclasses taking the same arguments)."""
     from textbatch.operators.generate import GenerateText
 
+    checked = checked if checked is not None else check_job_input(options)
     max_length = resolved_max_length(options)
-    dataset = read_and_tokenize(options, max_length, template=options.template, sources=sources)
+    dataset = read_and_tokenize(
+        options,
+        max_length,
+        template=options.template,
+        checked=checked,
+        sources=sources,
+        tokenize_operator=tokenize_operator,
+    )
     return map_model(
         dataset,
-        GenerateText,
+        model_operator or GenerateText,
         {
             "model_path": model_location(options.model),
             "generation": options.generation(),
@@ -180,13 +200,18 @@ def run_metadata(options: GenerateOptions) -> dict[str, Any]:
     }
 
 
-def run_generate(options: GenerateOptions) -> GenerateSummary:
-    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+def run_generate(
+    options: GenerateOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
+) -> GenerateSummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
+    checked before any model loads (a bad file raises preflight.BadInputError); the operators are
+    build_generate_dataset's."""
+    operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
     run = run_job(
         options,
         job="generate",
         metadata=run_metadata(options),
-        build_dataset=lambda sources: build_generate_dataset(options, sources),
+        build_dataset=functools.partial(build_generate_dataset, options, **operators),
         columns=OUTPUT_COLUMNS,
         tokens_column="n_input_tokens",
         sum_columns=("n_generated_tokens", *TIMING_COLUMNS),

@@ -5,21 +5,26 @@
                                      aggregation="first", labels_only=("PER", "LOC")))
     print(summary.format())
 
-The plan is the shared read -> tokenize start of every job (common.py), tokenizing each whole text with character
-offsets, then TagEntities model actors (operators/token_classify.py: overlapping windows, the model, BIO -> spans),
-then the shared Parquet write. A text longer than the model's window is tagged in windows that overlap by `stride`
-tokens and their spans merged, so no part of a text goes untagged. `build_label_dataset(options)` returns the lazy
-Ray Dataset without running it. With default options the bundled sample corpus is tagged by the bundled tiny
-random-weight NER checkpoint into ./output/entities/.
+The plan is the shared read -> tokenize start of every job (common.py), tokenizing each whole text (with character
+offsets when the tokenizer gives them), then TagEntities model actors (operators/token_classify.py: overlapping
+windows, the model, BIO -> spans), then the shared Parquet write. A text longer than the model's window is tagged in
+windows that overlap by `stride` tokens and their spans merged, so no part of a text goes untagged.
+`build_label_dataset(options)` returns the lazy Ray Dataset without running it. With default options the bundled
+sample corpus is tagged by the bundled tiny random-weight NER checkpoint into ./output/entities/.
 
-The model must be a token-classification checkpoint whose tokenizer gives character offsets (XLM-RoBERTa).
-FlauBERT's tokenizer cannot (Moses rewrites the text before it is split), so a FlauBERT checkpoint is refused when the
-job starts, with a message saying so, rather than returning spans that do not point into the text.
+The model may be any token-classification checkpoint `FlaxAutoModelForTokenClassification` loads: XLM-RoBERTa or
+FlauBERT. FlauBERT's tokenizer gives no character offsets (Moses rewrites the text before it is split), so its
+entities come out as transformers' pipeline gives them with that (slow) tokenizer: `start` and `end` null, `word`
+from the tokenizer's `convert_tokens_to_string`. Its words are found from the BPE end-of-word marks, so "first",
+"average" and "max" work (transformers refuses them with a slow tokenizer), and its windows are merged by token
+positions (transformers refuses `stride` with a slow tokenizer). A tokenizer with neither offsets nor word marks is
+refused for the word aggregations when the job starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -31,6 +36,7 @@ from textbatch.jobs.common import (
     JobOptions,
     JobSummary,
     base_metadata,
+    check_job_input,
     checkpoint_config,
     map_model,
     model_location,
@@ -54,7 +60,7 @@ __all__ = [
 
 TINY_MODEL = ASSETS / "xlm-roberta-tiny-ner"
 DEFAULT_OUTPUT = os.path.join("output", "entities")
-OUTPUT_COLUMNS = ("id", "entities", "n_tokens", "error")
+OUTPUT_COLUMNS = ("id", "entities", "n_tokens", "truncated", "error")  # truncated: the text was cut to max_chars
 DEFAULT_STRIDE = 128  # tokens two windows share, at most half the window
 
 
@@ -108,25 +114,24 @@ class LabelPlan:
     max_length: int
     stride: int
     config: Any
+    offsets: bool  # whether the tokenizer gives character offsets (entities then have start/end)
 
 
 def resolve_plan(options: LabelOptions) -> LabelPlan:
     """The window and stride the job uses; fails early, on the driver, for a checkpoint or options it cannot run."""
     from textbatch.models import FlaxAutoModelForTokenClassification
+    from textbatch.operators.encoders import check_runnable
     from textbatch.operators.padded_calls import usable_length
-    from textbatch.operators.token_classify import offsets_unavailable
+    from textbatch.operators.token_classify import uses_offsets
     from textbatch.operators.windows import special_frame, window_bounds
+    from textbatch.operators.word_boundaries import check_word_aggregation
     from textbatch.tokenizers import AutoTokenizer
 
     location = model_location(options.model)
     config = checkpoint_config(location, FlaxAutoModelForTokenClassification)
+    check_runnable(config, location)
     tokenizer = AutoTokenizer.from_pretrained(location)
-    why = offsets_unavailable(tokenizer)
-    if why is not None:
-        raise ValueError(
-            f"the NER job cannot tag with {options.model}: its {type(tokenizer).__name__} gives no character offsets, "
-            f"so entity spans could not point into the text ({why})"
-        )
+    check_word_aggregation(tokenizer, options.aggregation, options.model)
     limit = usable_length(config)
     if options.max_length is not None and options.max_length > limit:
         raise ValueError(f"--max-length {options.max_length} exceeds what {options.model} can take ({limit} tokens)")
@@ -141,21 +146,39 @@ def resolve_plan(options: LabelOptions) -> LabelPlan:
         from textbatch.operators.entities import EntityAggregator
 
         EntityAggregator(config.id2label, lambda tokens: "", options.aggregation, options.labels_only)
-    return LabelPlan(max_length=max_length, stride=stride, config=config)
+    return LabelPlan(max_length=max_length, stride=stride, config=config, offsets=uses_offsets(tokenizer))
 
 
 def build_label_dataset(
-    options: LabelOptions, plan: LabelPlan | None = None, sources: Mapping[str, int] | None = None
+    options: LabelOptions,
+    plan: LabelPlan | None = None,
+    *,
+    checked=None,
+    sources: Mapping[str, int] | None = None,
+    model_operator: type | None = None,
+    tokenize_operator: type | None = None,
 ):
     """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, entities, error, and internal counts (and
-    _group, with `sources`: the input files to read -> their commit group)."""
+    _group, with `sources`: the input files to read -> their commit group).
+
+    `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
+    `tokenize_operator` replace TagEntities and Tokenize (subclasses taking the same arguments)."""
     from textbatch.operators.token_classify import TagEntities
 
+    checked = checked if checked is not None else check_job_input(options)
     plan = plan or resolve_plan(options)
-    dataset = read_and_tokenize(options, None, offsets=True, keep_text=True, sources=sources)
+    dataset = read_and_tokenize(
+        options,
+        None,
+        checked=checked,
+        sources=sources,
+        tokenize_operator=tokenize_operator,
+        offsets=plan.offsets,
+        keep_text=plan.offsets,
+    )
     return map_model(
         dataset,
-        TagEntities,
+        model_operator or TagEntities,
         {
             "model_path": model_location(options.model),
             "aggregation": options.aggregation,
@@ -183,16 +206,21 @@ def run_metadata(options: LabelOptions, plan: LabelPlan) -> dict[str, Any]:
     }
 
 
-def run_label(options: LabelOptions) -> LabelSummary:
-    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary."""
+def run_label(
+    options: LabelOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
+) -> LabelSummary:
+    """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
+    checked before any model loads (a bad file raises preflight.BadInputError); the operators are
+    build_label_dataset's."""
     from textbatch.operators.token_classify import ENTITIES, WINDOWS
 
     plan = resolve_plan(options)
+    operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
     run = run_job(
         options,
         job="label",
         metadata=run_metadata(options, plan),
-        build_dataset=lambda sources: build_label_dataset(options, plan, sources),
+        build_dataset=functools.partial(build_label_dataset, options, plan, **operators),
         columns=OUTPUT_COLUMNS,
         sum_columns=(WINDOWS, ENTITIES),
     )

@@ -1,5 +1,6 @@
-"""Ray Data steps, one concern per file: read, tokenize (+ template), predict (batching + pooling inside) or generate,
-write.
+"""Ray Data steps, one concern per file: preflight (the input files checked), read, tokenize (+ template, + texts:
+decoding and max_chars), predict (batching + pooling inside) or generate, write; isolation wraps a step so that its
+failures are pinned to rows (row_errors names their reasons).
 
 Names are imported on first use, so the pure modules (`batching`, `columns`) load without Ray or JAX.
 """
@@ -9,6 +10,9 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    "check_input": "preflight",
+    "BadInputError": "preflight",
+    "isolated": "isolation",
     "read_texts": "read",
     "resolve_input": "read",
     "Tokenize": "tokenize",

@@ -52,7 +52,7 @@ def datasets_arrow_files(fs: fsspec.AbstractFileSystem, path: str, where: str) -
     return files
 
 
-def _batches(source) -> Iterator[pa.RecordBatch]:
+def record_batches(source) -> Iterator[pa.RecordBatch]:
     """Record batches of an Arrow IPC stream; falls back to the IPC file format, which some writers use."""
     data = source.read_buffer() if hasattr(source, "read_buffer") else pa.py_buffer(source.read())
     try:
@@ -87,5 +87,5 @@ class ArrowStreamDatasource(FileBasedDatasource):
         self._columns = list(columns)
 
     def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
-        for batch in _batches(f):
+        for batch in record_batches(f):
             yield pa.Table.from_batches([batch]).select(self._columns)

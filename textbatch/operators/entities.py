@@ -7,6 +7,10 @@ Pure Python and numpy (no Ray, no JAX), so the rules can be read and tested on t
    and a guess whether it continues the previous word: it does when it does not start the text and neither it nor
    the character before it is a space (the reference's heuristic for tokenizers that do not mark word starts, such
    as sentencepiece ones). An unknown token's word is its text, and it always starts a word.
+   A tokenizer without character offsets (FlauBERT's: Moses rewrites the text first) gives no spans: `start` and
+   `end` are None, as the reference's pipeline gives them with such a (slow) tokenizer, and an unknown token's word
+   is its piece (`<unk>`). Whether a token continues a word then comes with the window (`continues`, from the BPE
+   end-of-word marks: see word_boundaries.py); without it no token does.
 2. The aggregation strategy (`--aggregation`):
    - `none`: one result per token: `{entity, score, index, word, start, end}` (`entity` is the token's label,
      `index` its position in the framed sequence, `<s>` being 0, `word` its piece);
@@ -25,6 +29,8 @@ A text tagged in several overlapping windows (windows.py) has its windows' resul
 puts its chunks together: sorted by start, and of two results that overlap the longer one is kept (or, as long as
 each other, the one with the higher score). With `none`, which the reference refuses to combine with windows, a token
 seen in two windows thereby keeps its higher-scored prediction; its `index` counts from the start of the whole text.
+Without character offsets, starts, ends and lengths are counted in tokens of the whole text instead (the reference
+cannot window such texts at all).
 
 Finally `labels_only` keeps only results with those labels: with `none` a token's `entity` must be listed; a group
 is kept when its type is listed with or without a `B-`/`I-` prefix (`PER`, `B-PER` or `I-PER` keep `PER` groups).
@@ -38,7 +44,9 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
+WORD_AGGREGATIONS = ("first", "average", "max")  # those that need to know where words start
 IGNORED_LABELS = ("O",)
+TOKENS = "_tokens"  # an internal key: [first, stop) token indices in the whole text, for merging without offsets
 
 
 @dataclasses.dataclass
@@ -48,8 +56,8 @@ class Token:
     index: int  # position in the framed sequence of the whole text (<s> = 0)
     word: str
     scores: np.ndarray  # [labels] float32, summing to 1
-    start: int
-    end: int
+    start: int | None  # character span in the text; None without offsets
+    end: int | None
     is_subword: bool
 
 
@@ -59,9 +67,10 @@ class Window:
 
     pieces: Sequence[str]  # the tokens' pieces, e.g. "▁Paris"
     unknown: Sequence[bool]  # whether each token is the unknown token
-    offsets: np.ndarray  # [tokens, 2] character spans in the text
+    offsets: np.ndarray | None  # [tokens, 2] character spans in the text; None when the tokenizer has none
     scores: np.ndarray  # [tokens, labels] float32
     first_index: int  # index of the window's first token in the framed sequence of the whole text
+    continues: Sequence[bool] | None = None  # without offsets: whether each token continues the previous word
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -105,6 +114,8 @@ class EntityAggregator:
 
     # -- one window ----------------------------------------------------------------------------------------------
     def tokens(self, text: str, window: Window) -> list[Token]:
+        if window.offsets is None:
+            return self.tokens_without_offsets(window)
         tokens = []
         for slot, (piece, unknown) in enumerate(zip(window.pieces, window.unknown)):
             start, end = int(window.offsets[slot, 0]), int(window.offsets[slot, 1])
@@ -114,6 +125,14 @@ class EntityAggregator:
                 word, is_subword = text[start:end], False
             tokens.append(Token(window.first_index + slot, word, window.scores[slot], start, end, is_subword))
         return tokens
+
+    @staticmethod
+    def tokens_without_offsets(window: Window) -> list[Token]:
+        continues = window.continues if window.continues is not None else [False] * len(window.pieces)
+        return [
+            Token(window.first_index + slot, piece, window.scores[slot], None, None, bool(continues[slot]))
+            for slot, piece in enumerate(window.pieces)
+        ]
 
     def label_tokens(self, tokens: list[Token]) -> list[dict]:
         """`none` and `simple`: each token's own best label."""
@@ -128,6 +147,7 @@ class EntityAggregator:
                     "word": token.word,
                     "start": token.start,
                     "end": token.end,
+                    TOKENS: (token.index, token.index + 1),
                 }
             )
         return entities
@@ -147,6 +167,7 @@ class EntityAggregator:
             "word": self.tokens_to_string([token.word for token in tokens]),
             "start": tokens[0].start,
             "end": tokens[-1].end,
+            TOKENS: (tokens[0].index, tokens[-1].index + 1),
         }
 
     def label_words(self, tokens: list[Token]) -> list[dict]:
@@ -175,6 +196,7 @@ class EntityAggregator:
                 "word": self.tokens_to_string([member["word"] for member in members]),
                 "start": members[0]["start"],
                 "end": members[-1]["end"],
+                TOKENS: (members[0][TOKENS][0], members[-1][TOKENS][1]),
             }
             for members in groups
         ]
@@ -193,11 +215,12 @@ class EntityAggregator:
     # -- a whole text --------------------------------------------------------------------------------------------
     def __call__(self, text: str, windows: Sequence[Window]) -> list[dict]:
         per_window = [self.window_entities(text, window) for window in windows]
-        if len(per_window) == 1:
-            entities = per_window[0]
+        if len(per_window) <= 1:  # a text without tokens has no window
+            entities = per_window[0] if per_window else []
         else:
-            entities = merge_overlapping([entity for found in per_window for entity in found])
-        return [entity for entity in entities if self.keep(entity)]
+            span = character_span if windows[0].offsets is not None else token_span
+            entities = merge_overlapping([entity for found in per_window for entity in found], span)
+        return [public(entity) for entity in entities if self.keep(entity)]
 
     def keep(self, entity: dict) -> bool:
         if self.labels_only is None:
@@ -208,17 +231,34 @@ class EntityAggregator:
         return bool({kind, f"B-{kind}", f"I-{kind}"} & self.labels_only)
 
 
-def merge_overlapping(entities: list[dict]) -> list[dict]:
+def public(entity: dict) -> dict:
+    """The entity without its internal keys."""
+    return {key: value for key, value in entity.items() if key != TOKENS}
+
+
+def character_span(entity: dict) -> tuple[int, int]:
+    return entity["start"], entity["end"]
+
+
+def token_span(entity: dict) -> tuple[int, int]:
+    return entity[TOKENS]
+
+
+def merge_overlapping(
+    entities: list[dict], span: Callable[[dict], tuple[int, int]] = character_span
+) -> list[dict]:
     """Results of overlapping windows -> one list: sorted by start; of two that overlap, keep the longer one (equal
-    lengths: the higher score; equal scores: the earlier window's)."""
+    lengths: the higher score; equal scores: the earlier window's). `span` gives a result's [start, end): in
+    characters, or in tokens for a tokenizer without offsets."""
     if not entities:
         return []
-    ordered = sorted(entities, key=lambda entity: entity["start"])
+    ordered = sorted(entities, key=lambda entity: span(entity)[0])
     merged = []
     kept = ordered[0]
     for entity in ordered:
-        if kept["start"] <= entity["start"] < kept["end"]:
-            length, kept_length = entity["end"] - entity["start"], kept["end"] - kept["start"]
+        (start, end), (kept_start, kept_end) = span(entity), span(kept)
+        if kept_start <= start < kept_end:
+            length, kept_length = end - start, kept_end - kept_start
             if length > kept_length or (length == kept_length and entity["score"] > kept["score"]):
                 kept = entity
         else:

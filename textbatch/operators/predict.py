@@ -1,5 +1,8 @@
 """Predict step (the model actor): input_ids -> embedding, one compiled program per padded shape.
 
+The encoder is whatever `FlaxAutoModel` loads for the checkpoint, among the families encoders.py accepts (XLM-R,
+FlauBERT); its usable length and pad id come from its config.
+
 Per block: rows are sorted by length and cut into token-budget batches of a few padded shapes (`batching.py`, which
 weighs padding against compiling a new shape); each batch runs the encoder and the pooling in one compiled function,
 so token states never leave the device; results are put back in the block's row order. Padding is masked out of
@@ -28,6 +31,8 @@ import pyarrow as pa
 from textbatch.operators.batching import bucket_lengths, pad_rows, plan_batches
 from textbatch.operators.columns import require_columns
 from textbatch.operators.compilation_cache import enable_compilation_cache
+from textbatch.operators.encoders import encoder_config
+from textbatch.operators.padded_calls import usable_length
 from textbatch.operators.pooling import POOLINGS, l2_normalize, pool
 from textbatch.operators.programs import MEASURED, CompiledShapes, PlannedCall, ShapeCost
 
@@ -46,11 +51,6 @@ CPU_BATCH_TOKENS, ACCELERATOR_BATCH_TOKENS = 1024, 4096
 
 def default_batch_tokens(platform: str) -> int:
     return CPU_BATCH_TOKENS if platform == "cpu" else ACCELERATOR_BATCH_TOKENS
-
-
-def usable_length(config) -> int:
-    """Longest input (specials included) the checkpoint can embed: XLM-R positions start after the pad id."""
-    return int(config.max_position_embeddings) - int(config.pad_token_id) - 1
 
 
 def fixed_size_vectors(vectors: np.ndarray, valid: np.ndarray) -> pa.FixedSizeListArray:
@@ -119,11 +119,12 @@ class PredictEmbeddings:
 
         import jax
 
-        from textbatch.models import FlaxXLMRobertaModel
+        from textbatch.models import FlaxAutoModel
         from textbatch.models.sharding import load_options
 
-        model = FlaxXLMRobertaModel.from_pretrained(model_path, **load_options(dtype, **(weights or {})))
-        self.pad_id = int(model.config.pad_token_id)
+        config = encoder_config(model_path)  # refuses a model type it cannot embed with before reading weights
+        model = FlaxAutoModel.from_pretrained(model_path, config=config, **load_options(dtype, **(weights or {})))
+        self.pad_id = int(model.config.pad_token_id)  # FlauBERT's pad_index, XLM-R's <pad>: masked out either way
         limit = usable_length(model.config)
         self.max_length = int(max_length or limit)
         if self.max_length > limit:
@@ -139,6 +140,8 @@ class PredictEmbeddings:
         self.params = jax.device_put(model.params)
 
         def embed(params, input_ids, mask):
+            # Every family takes the mask as attention_mask (FlauBERT then needs no `lengths`); no `langs`, as
+            # transformers' pipelines pass none.
             hidden = model(input_ids, attention_mask=mask, params=params).last_hidden_state  # [batch, len, hidden]
             vectors = pool(hidden, mask, pooling)  # [batch, hidden]
             return l2_normalize(vectors) if normalize else vectors

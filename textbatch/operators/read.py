@@ -107,6 +107,15 @@ def resolve_input(input_path: str | os.PathLike) -> InputFiles:
     raise FileNotFoundError(f"--input {where!r}: no such file or folder")
 
 
+def is_text_type(kind: pa.DataType) -> bool:
+    """Can a column of this type hold texts: strings, bytes (decoded as UTF-8 row by row), or nothing but nulls (a
+    column a writer saw no text in, e.g. pandas' all-None object column)."""
+    texty = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    if hasattr(pa.types, "is_string_view"):
+        texty += (pa.types.is_string_view, pa.types.is_binary_view)
+    return pa.types.is_null(kind) or any(test(kind) for test in texty)
+
+
 def check_text_columns(
     schema: pa.Schema, text_column: str, id_column: str, where: str, pair_column: str | None = None
 ) -> None:
@@ -121,12 +130,9 @@ def check_text_columns(
     for option, name in options:
         if name not in schema.names:
             raise KeyError(f"{where} has no column {name!r} ({option}); its columns are {schema.names}")
-    texty = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
-    if hasattr(pa.types, "is_string_view"):
-        texty += (pa.types.is_string_view, pa.types.is_binary_view)
     for option, name in options[1:]:
         kind = schema.field(name).type
-        if not any(test(kind) for test in texty):
+        if not is_text_type(kind):
             raise TypeError(
                 f"column {name!r} of {where} has type {kind}; the {option} column must hold strings "
                 f"(pick another with {option})"
@@ -143,7 +149,7 @@ def _arrow_filesystem(files: InputFiles):
 
 
 def read_texts(
-    input_path: str | os.PathLike,
+    input_path: str | os.PathLike | InputFiles,
     *,
     text_column: str = TEXT,
     id_column: str = ID,
@@ -154,11 +160,12 @@ def read_texts(
     """A Ray Dataset with columns `id` and `text` (renamed from `id_column`/`text_column`), and `text_pair` (from
     `pair_column`, when given), one row per input row; with `sources`, only those files, and a `_group` column.
 
+    `input_path` may be what `resolve_input` (or preflight.check_input) resolved, to read just those files.
     `num_cpus` is what each read task reserves (Ray's default is 1).
     """
     import ray.data
 
-    files = resolve_input(input_path)
+    files = input_path if isinstance(input_path, InputFiles) else resolve_input(input_path)
     check_text_columns(files.schema(), text_column, id_column, files.where, pair_column)
     columns = [id_column, text_column] + ([pair_column] if pair_column is not None else [])
     paths = list(files.paths) if sources is None else list(sources)

@@ -7,6 +7,9 @@ text-classification pipeline: `function` "softmax", "sigmoid" or "none" applied 
 checkpoint's problem type decides, see `default_function`); `label` and `score` are the best label and its score;
 with `top_k`, `scores` lists the `top_k` best `{label, score}`, best first (equal scores keep label order).
 
+A row's scores do not depend on its padding: FlauBERT classifiers whose summary_type reads the last position or
+the mean over positions summarise the real tokens only (flaubert_summary.py), as the reference does for a text alone.
+
 Rows with `error` set pass through with null results. Columns out: `label`, `score` (float32), `scores` (with
 `top_k`), `error`, and the internal `_padded_tokens`; input_ids is dropped.
 """
@@ -22,6 +25,7 @@ import pyarrow as pa
 
 from textbatch.operators.columns import require_columns
 from textbatch.operators.compilation_cache import enable_compilation_cache
+from textbatch.operators.flaubert_summary import summary_over_real_tokens
 from textbatch.operators.padded_calls import DTYPES, PaddedCaller, list_rows, resolve_buckets, usable_length
 from textbatch.operators.predict import PADDED_TOKENS
 
@@ -101,7 +105,9 @@ class ClassifySequences:
         self.top_k = top_k
 
         def logits(params, input_ids, mask):
-            return model(input_ids, attention_mask=mask, params=params).logits.astype(jnp.float32)  # [batch, labels]
+            with summary_over_real_tokens(model.config, mask):  # FlauBERT's "last" / "mean" summaries skip padding
+                outputs = model(input_ids, attention_mask=mask, params=params)
+            return outputs.logits.astype(jnp.float32)  # [batch, labels]
 
         params = jax.device_put(model.params)
         compiled = jax.jit(logits)

@@ -6,8 +6,10 @@ model gives each token its label scores (softmax, in float32), and entities.py t
 spans with the aggregation strategy of transformers' token-classification pipeline.
 
 Columns in: input_ids (the whole text, framed once by its special tokens: Tokenize with `max_length=None`), offsets
-(Tokenize's `offsets=True`), text (`keep_text=True`), error. Columns out: `entities` (a list of structs, see
-`entity_type`; null where `error` is set; empty when a text has no tokens or nothing but "O"), `error`, and the
+(Tokenize's `offsets=True`), text (`keep_text=True`), error. A tokenizer without character offsets (FlauBERT's)
+needs only input_ids and error (`TagEntities.needs`): its entities have null `start`/`end`, words are found from its
+end-of-word marks (word_boundaries.py), and windows are merged by token positions. Columns out: `entities` (a list
+of structs, see `entity_type`; null where `error` is set; empty when a text has no tokens or nothing but "O"), `error`, and the
 internal `_padded_tokens`, `_windows` and `_entities` counts for the run report. input_ids, offsets and text are
 dropped.
 """
@@ -26,7 +28,9 @@ from textbatch.operators.compilation_cache import enable_compilation_cache
 from textbatch.operators.entities import EntityAggregator, Window
 from textbatch.operators.padded_calls import DTYPES, PaddedCaller, list_rows, resolve_buckets, usable_length
 from textbatch.operators.predict import PADDED_TOKENS
+from textbatch.operators.tokenize import offsets_unavailable
 from textbatch.operators.windows import special_frame, window_bounds
+from textbatch.operators.word_boundaries import check_word_aggregation, continues_by_end_marks, end_of_word_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +49,9 @@ def entity_type(aggregation: str) -> pa.DataType:
     return pa.list_(pa.struct(fields))
 
 
-def offsets_unavailable(tokenizer) -> str | None:
-    """Why `tokenizer` cannot give character offsets (None when it can)."""
-    try:
-        tokenizer("a", add_special_tokens=False, return_offsets_mapping=True)
-    except (NotImplementedError, ValueError) as error:
-        return str(error)
-    return None
+def uses_offsets(tokenizer) -> bool:
+    """Whether the NER step reads character offsets (and the text) for this tokenizer: whenever it can give them."""
+    return offsets_unavailable(tokenizer) is None
 
 
 def tokens_to_string(tokenizer):
@@ -67,8 +67,6 @@ class TagEntities:
     consecutive windows share; `compilation_cache` is JAX's persistent cache (a folder or URL, "off", or None for the
     default; see compilation_cache.py).
     """
-
-    needs = ("input_ids", "offsets", "text", "error")
 
     def __init__(
         self,
@@ -96,9 +94,11 @@ class TagEntities:
         enable_compilation_cache(compilation_cache)  # before anything compiles (a folder or URL, "off", None: default)
         started = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        why = offsets_unavailable(self.tokenizer)
-        if why is not None:
-            raise ValueError(f"the NER job needs character offsets, which the tokenizer of {model_path} cannot give: {why}")
+        check_word_aggregation(self.tokenizer, aggregation, model_path)
+        self.with_offsets = uses_offsets(self.tokenizer)
+        self.needs = ("input_ids", "offsets", "text", "error") if self.with_offsets else ("input_ids", "error")
+        self.word_end = end_of_word_suffix(self.tokenizer)
+        self.specials = frozenset(self.tokenizer.all_special_tokens)
         model = FlaxAutoModelForTokenClassification.from_pretrained(model_path, **load_options(dtype, **(weights or {})))
         limit = usable_length(model.config)
         self.max_length = int(max_length or limit)
@@ -141,8 +141,11 @@ class TagEntities:
         """The [start, stop) ranges of text tokens (positions after the leading special tokens) of each window."""
         return window_bounds(len(ids) - self.before - self.after, self.window, self.stride)
 
-    def tag(self, texts: list[str], rows: list[np.ndarray], spans: list[np.ndarray]) -> tuple[list[list[dict]], np.ndarray, np.ndarray]:
-        """Entities of each text (its framed ids and offsets given), each text's padded share and window count."""
+    def tag(
+        self, texts: list[str | None], rows: list[np.ndarray], spans: list[np.ndarray | None]
+    ) -> tuple[list[list[dict]], np.ndarray, np.ndarray]:
+        """Entities of each text (its framed ids, and its text and offsets or None without offsets), each text's
+        padded share and window count."""
         plan = []  # (text number, start, stop) per model row
         model_rows = []
         for number, ids in enumerate(rows):
@@ -156,13 +159,16 @@ class TagEntities:
         padded = np.zeros(len(rows), dtype=np.float64)
         for (number, start, stop), scores, share in zip(plan, outputs, shares):
             body = rows[number][self.before + start : self.before + stop]
+            pieces = self.tokenizer.convert_ids_to_tokens([int(token) for token in body])
+            unknown, offsets = body == self.unk_id, spans[number]
             windows[number].append(
                 Window(
-                    pieces=self.tokenizer.convert_ids_to_tokens([int(token) for token in body]),
-                    unknown=body == self.unk_id,
-                    offsets=spans[number][self.before + start : self.before + stop],
+                    pieces=pieces,
+                    unknown=unknown,
+                    offsets=None if offsets is None else offsets[self.before + start : self.before + stop],
                     scores=scores[self.before : self.before + stop - start],
                     first_index=self.before + start,
+                    continues=self.continues(pieces, unknown) if offsets is None else None,
                 )
             )
             padded[number] += share
@@ -170,11 +176,20 @@ class TagEntities:
         counts = np.fromiter((len(found) for found in windows), dtype=np.int64, count=len(rows))
         return entities, padded, counts
 
+    def continues(self, pieces: list[str], unknown: np.ndarray) -> list[bool] | None:
+        """Without offsets: whether each token continues a word, from the end-of-word marks (None without them)."""
+        if self.word_end is None:
+            return None
+        return continues_by_end_marks(pieces, unknown, self.word_end, self.specials)
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         require_columns(batch, self.needs, type(self).__name__)
         rows = list_rows(batch.column("input_ids"))
-        spans = list_rows(batch.column("offsets"), width=2)
-        texts = batch.column("text").to_pylist()
+        if self.with_offsets:
+            spans = list_rows(batch.column("offsets"), width=2)
+            texts = batch.column("text").to_pylist()
+        else:
+            spans = texts = [None] * len(rows)
         errors = batch.column("error").to_pylist()
         todo = [index for index, error in enumerate(errors) if error is None]
         results: list[list[dict] | None] = [None] * len(rows)
@@ -187,7 +202,8 @@ class TagEntities:
             for index, entities in zip(todo, found):
                 results[index] = entities
         counts = np.fromiter((len(found or ()) for found in results), dtype=np.int64, count=len(rows))
-        table = batch.drop_columns(["input_ids", "offsets", "text", "error"])
+        consumed = ("input_ids", "offsets", "text", "error")
+        table = batch.drop_columns([name for name in consumed if name in batch.column_names])
         for name in ("entities", PADDED_TOKENS, WINDOWS, ENTITIES):
             if name in table.column_names:
                 table = table.drop_columns([name])

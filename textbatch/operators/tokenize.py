@@ -4,16 +4,18 @@ The tokenizer is the checkpoint folder's own (`AutoTokenizer`: XLM-R, T5, FlauBE
 (`<s> ... </s>` for XLM-R, `... </s>` for T5). An optional prompt template (`"summarize: {text}"`, see template.py)
 is applied to each text first.
 
-The rule for texts that are not ordinary strings (the job's README states the same):
+The rule for texts that are not ordinary strings is texts.py's (the job's README states the same):
 - null text: `error = "text is null"`, no tokens (`n_tokens = 0`), and later a null embedding;
 - a non-string value (only possible from non-Parquet sources) or bytes that are not UTF-8: `error` says so, likewise;
 - empty or whitespace-only text is *not* an error: it becomes the special tokens alone (`<s></s>` for XLM-R) and gets
-  what the model returns for "" when called directly;
+  what the model returns for "" when called directly; NUL and control characters go to the tokenizer unchanged;
+- a text longer than `max_chars` characters is cut to them before tokenizing (so a huge row cannot exhaust the
+  actor's memory): `truncated = True`, and `_cut_at_max_chars = 1` for the run report;
 - a text longer than `max_length` tokens (specials included; the template's words count) is cut at the end:
   `truncated = True`.
 No row is dropped; every row keeps its id and any other column it came with. The `text` column is dropped here
 (it is not needed downstream and is the bulk of the data) unless `keep_text` is set (the NER job needs it for its
-spans), in which case it holds the decoded string.
+spans), in which case it holds the decoded (and cut) string.
 
 Options for the other jobs:
 - `max_length=None`: no truncation, the whole text is framed once (the NER job cuts it into windows itself);
@@ -22,7 +24,8 @@ Options for the other jobs:
   ("text_pair is null") as a null text is; an empty pair ("") means the text alone, as in transformers'
   text-classification pipeline (its tokenizer call treats an empty text_pair as none);
 - `offsets=True`: an `offsets` column, list<fixed_size_list<int32>[2]>: each token's (start, end) character span in
-  the text, (0, 0) for special tokens, as the tokenizer's `return_offsets_mapping` gives them.
+  the text, (0, 0) for special tokens, as the tokenizer's `return_offsets_mapping` gives them; a tokenizer without
+  offsets (FlauBERT's) is refused when the step is built.
 """
 
 from __future__ import annotations
@@ -33,27 +36,30 @@ import numpy as np
 import pyarrow as pa
 
 from textbatch.operators.columns import require_columns
+from textbatch.operators.row_errors import (
+    NULL_PAIR,
+    NULL_TEXT,
+    TOKENIZER_FAILED,
+    exception_message,
+)
 from textbatch.operators.template import PromptTemplate
+from textbatch.operators.texts import column_texts
 
 logger = logging.getLogger(__name__)
 
-NULL_TEXT = "text is null"
-NULL_PAIR = "text_pair is null"
+__all__ = ["CUT_AT_MAX_CHARS", "NULL_PAIR", "NULL_TEXT", "OFFSET_TYPE", "Tokenize"]
+
 OFFSET_TYPE = pa.list_(pa.list_(pa.int32(), 2))
+CUT_AT_MAX_CHARS = "_cut_at_max_chars"  # 1 where a text (or its pair) was cut to max_chars; summed for the report
 
 
-def _as_text(value) -> tuple[str | None, str | None]:
-    """(text, error): exactly one of them is None."""
-    if value is None:
-        return None, NULL_TEXT
-    if isinstance(value, str):
-        return value, None
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        try:
-            return bytes(value).decode("utf-8"), None
-        except UnicodeDecodeError as error:
-            return None, f"text is not valid UTF-8 ({error.reason} at byte {error.start})"
-    return None, f"text is a {type(value).__name__}, not a string"
+def offsets_unavailable(tokenizer) -> str | None:
+    """Why `tokenizer` cannot give character offsets (None when it can)."""
+    try:
+        tokenizer("a", add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, ValueError) as error:
+        return str(error)
+    return None
 
 
 class Tokenize:
@@ -68,6 +74,7 @@ class Tokenize:
         pair: bool = False,
         offsets: bool = False,
         keep_text: bool = False,
+        max_chars: int | None = None,
     ):
         from textbatch.tokenizers import AutoTokenizer
 
@@ -75,10 +82,17 @@ class Tokenize:
             raise ValueError("offsets are character spans of the text itself: they cannot be combined with a template "
                              "or a text pair")
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        why = offsets_unavailable(self.tokenizer) if offsets else None
+        if why is not None:  # refused here, rather than every row failing with the same error
+            raise ValueError(f"offsets=True: the {type(self.tokenizer).__name__} of {tokenizer_path} gives no character "
+                             f"offsets ({why})")
         self.template = PromptTemplate(template) if template is not None else None
         self.pair = bool(pair)
         self.offsets = bool(offsets)
         self.keep_text = bool(keep_text)
+        if max_chars is not None and max_chars < 1:
+            raise ValueError(f"max_chars must be at least 1, got {max_chars}")
+        self.max_chars = max_chars
         self.needs = ("text", "text_pair") if self.pair else ("text",)
         self.max_length = None if max_length is None else int(max_length)
         special = self.tokenizer.num_special_tokens_to_add(self.pair)
@@ -124,15 +138,13 @@ class Tokenize:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         require_columns(batch, self.needs, type(self).__name__)
-        values = batch.column("text").to_pylist()
-        texts, errors = zip(*(_as_text(value) for value in values)) if values else ((), ())
-        errors = list(errors)
-        pairs: list[str | None] = [None] * len(values)
+        given = column_texts(batch.column("text"), self.max_chars)
+        texts, errors, cut = given.texts, given.errors, given.cut
+        pairs: list[str | None] = [None] * len(texts)
         if self.pair:
-            for index, value in enumerate(batch.column("text_pair").to_pylist()):
-                pairs[index], error = _as_text(value)
-                if errors[index] is None and error is not None:
-                    errors[index] = NULL_PAIR if value is None else error.replace("text", "text_pair", 1)
+            given_pairs = column_texts(batch.column("text_pair"), self.max_chars, name="text_pair")
+            pairs, cut = given_pairs.texts, cut | given_pairs.cut
+            errors = [error or pair_error for error, pair_error in zip(errors, given_pairs.errors)]
         todo = [index for index, error in enumerate(errors) if error is None]
         inputs = [texts[index] for index in todo]
         if self.template is not None:
@@ -144,15 +156,16 @@ class Tokenize:
             for slot, encoded_pair in zip(paired, self._encode([pairs[todo[slot]] for slot in paired])):
                 encoded_pairs[slot] = encoded_pair
 
-        rows: list[list[int]] = [[] for _ in values]
-        spans: list[list] = [[] for _ in values]
-        truncated = np.zeros(len(values), dtype=bool)
+        rows: list[list[int]] = [[] for _ in texts]
+        spans: list[list] = [[] for _ in texts]
+        truncated = cut.copy()  # cut to max_chars; cutting to max_length below adds to it
         for index, first, second in zip(todo, encoded, encoded_pairs):
             failed = next((item for item in (first, second) if isinstance(item, Exception)), None)
             if failed is not None:
-                errors[index] = f"tokenizer failed: {type(failed).__name__}: {failed}"
+                errors[index] = exception_message(TOKENIZER_FAILED, failed)
                 continue
-            ids, ids_pair, truncated[index] = self._fit(list(first[0]), None if second is None else list(second[0]))
+            ids, ids_pair, cut_to_length = self._fit(list(first[0]), None if second is None else list(second[0]))
+            truncated[index] |= cut_to_length
             rows[index] = self.tokenizer.build_inputs_with_special_tokens(ids, ids_pair)
             if self.offsets:
                 content = iter(first[1][: len(ids)])
@@ -166,6 +179,7 @@ class Tokenize:
             ("n_tokens", pa.array(lengths)),
             ("truncated", pa.array(truncated)),
             ("error", pa.array(errors, type=pa.string())),
+            (CUT_AT_MAX_CHARS, pa.array(cut.astype(np.int8))),
         ]
         if self.offsets:
             columns.append(("offsets", _span_lists(spans, lengths)))

@@ -5,6 +5,9 @@ metadata `textbatch.<job>` (a JSON object naming the model and the options of th
 tokens (`tokens_column`), truncated rows and padding. Internal columns such as `_padded_tokens` are counted, then
 left out of the files; `sum_columns` are further numeric columns (or lists of numbers) whose totals the report needs.
 
+Errors are counted by reason (the message before its first ": ", row_errors.py). Each file's `textbatch.<job>` JSON
+also holds `file_counts`: that file's rows, errors by reason, truncated rows, and those cut at max_chars.
+
 The embedding job's files (`EmbeddingParquetDatasink`): `id`, `embedding` (fixed_size_list<float32>[hidden]; null
 where `error` is set), `n_tokens` (int32, tokens the model saw, `<s>` and `</s>` included), `truncated` (bool),
 `error` (string, null when the row was embedded), metadata under `textbatch.embed`.
@@ -36,6 +39,8 @@ from textbatch.jobs.commit import MARKER_SUFFIX, PART_SUFFIX, marker_bytes
 from textbatch.operators.columns import require_columns
 from textbatch.operators.predict import PADDED_TOKENS
 from textbatch.operators.read import GROUP
+from textbatch.operators.row_errors import error_reason
+from textbatch.operators.tokenize import CUT_AT_MAX_CHARS
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +74,7 @@ class WrittenCounts:
         cls, table: pa.Table, tokens_column: str = "n_tokens", sum_columns: tuple[str, ...] = ()
     ) -> WrittenCounts:
         errors = table.column("error")
-        kinds = Counter(value for value in errors.filter(pc.is_valid(errors)).to_pylist())
+        kinds = error_reasons(errors)
         tokens = table.column(tokens_column)
         return cls(
             rows=table.num_rows,
@@ -99,6 +104,11 @@ class WrittenCounts:
             files=self.files + other.files,
             sums=sums,
         )
+
+
+def error_reasons(errors: pa.ChunkedArray | pa.Array) -> Counter:
+    """How many rows of an `error` column have each reason (row_errors.error_reason); nulls are no error."""
+    return Counter(error_reason(message) for message in errors.drop_null().to_pylist())
 
 
 def _total(column: pa.ChunkedArray | pa.Array) -> int:
@@ -183,9 +193,22 @@ class ResultParquetDatasink(BlockBasedFileDatasink):
         call_with_retry(write_marker, description=f"write {name}{MARKER_SUFFIX}", match=retry_on)
 
     def write_block_to_file(self, block: BlockAccessor, file) -> None:
-        table = block.to_arrow().select(list(self.columns))
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **self.metadata})
+        table = block.to_arrow()
+        metadata = with_file_counts(self.metadata, table)
+        table = table.select(list(self.columns))
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
         pq.write_table(table, file)
+
+
+def with_file_counts(metadata: dict[str, str], table: pa.Table) -> dict[str, str]:
+    """The run metadata with `file_counts` of `table` (one output file) added to each JSON value: rows, errors by
+    reason, truncated rows, and those cut at max_chars (the run's totals are their sums over the files)."""
+    counts = {"rows": table.num_rows, "errors": dict(sorted(error_reasons(table.column("error")).items()))}
+    for name, column in (("truncated", "truncated"), ("cut_at_max_chars", CUT_AT_MAX_CHARS)):
+        if column in table.column_names:
+            counts[name] = _total(table.column(column).cast(pa.int64()))
+    with_counts = {key: {**json.loads(raw), "file_counts": counts} for key, raw in metadata.items()}
+    return {key: json.dumps(value, sort_keys=True) for key, value in with_counts.items()}
 
 
 class EmbeddingParquetDatasink(ResultParquetDatasink):

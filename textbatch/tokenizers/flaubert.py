@@ -88,6 +88,7 @@ class FlaubertTokenizer(BaseTokenizer):
     """
 
     model_input_names = ("input_ids", "attention_mask")
+    end_of_word_suffix = END_OF_WORD  # ends the last BPE piece of every word (the name of tokenizers' BPE option)
     _truncated_lengths = staticmethod(python_truncated_lengths)
 
     def __init__(
