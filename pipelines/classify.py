@@ -25,7 +25,13 @@ from __future__ import annotations
 import sys
 
 from textbatch.jobs.classify import ClassifyOptions, run_classify
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver, run_and_print
+from textbatch.jobs.cli import (
+    add_job_arguments,
+    job_parser,
+    options_from_args,
+    prepare_driver,
+    run_and_print,
+)
 from textbatch.operators.sequence_classify import FUNCTIONS
 
 

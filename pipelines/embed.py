@@ -18,7 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver, run_and_print
+from textbatch.jobs.cli import (
+    add_job_arguments,
+    job_parser,
+    options_from_args,
+    prepare_driver,
+    run_and_print,
+)
 from textbatch.jobs.embed import EmbedOptions, run_embed
 
 

@@ -24,7 +24,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver, run_and_print
+from textbatch.jobs.cli import (
+    add_job_arguments,
+    job_parser,
+    options_from_args,
+    prepare_driver,
+    run_and_print,
+)
 from textbatch.jobs.generate import GenerateOptions, run_generate
 
 

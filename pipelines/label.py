@@ -25,7 +25,13 @@ from __future__ import annotations
 
 import sys
 
-from textbatch.jobs.cli import add_job_arguments, job_parser, options_from_args, prepare_driver, run_and_print
+from textbatch.jobs.cli import (
+    add_job_arguments,
+    job_parser,
+    options_from_args,
+    prepare_driver,
+    run_and_print,
+)
 from textbatch.jobs.label import LabelOptions, run_label
 from textbatch.operators.entities import AGGREGATIONS
 

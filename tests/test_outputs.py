@@ -88,6 +88,26 @@ def test_no_output_and_foreign_files_are_clear_errors(tmp_path):
         read_output(str(tmp_path / "empty"))
 
 
+def test_runs_that_never_committed_are_not_output(folder, tmp_path):
+    """Parts under `_temporary/` (a run in progress, or killed) are never read; a folder with nothing else is an
+    error that says what happened and what to do."""
+    fs = fsspec.filesystem("file")
+    (folder / "_temporary" / "attempt").mkdir(parents=True)
+    write_part(fs, str(folder / "_temporary" / "attempt" / "part-x.parquet"), [99])
+    assert 99 not in read_output(str(folder)).to_arrow().column("id").to_pylist()
+    fresh = tmp_path / "fresh"
+    (fresh / "_temporary" / "attempt").mkdir(parents=True)
+    write_part(fs, str(fresh / "_temporary" / "attempt" / "part-x.parquet"), [99])
+    with pytest.raises(FileNotFoundError, match="never committed .*rerun the job"):
+        read_output(str(fresh))
+
+
+def test_locations_in_errors_are_redacted(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        read_output(f"file://{tmp_path}/missing?token=hunter2")
+    assert "hunter2" not in str(error.value) and "token=***" in str(error.value)
+
+
 def test_any_fsspec_url_and_nested_files():
     fs = fsspec.filesystem("memory")
     write_part(

@@ -6,7 +6,10 @@
     frame = output.to_pandas()                     # or output.to_arrow(columns=["id", "embedding"])
 
 Which files are the output: when the folder holds a manifest (`_SUCCESS`), exactly the files it lists, so that files
-of a run that did not finish are never read; otherwise every `*.parquet` file under the folder, in name order.
+of a run that did not finish are never read; otherwise every `*.parquet` file under the folder, in name order, except
+under folders whose names start with `_` or `.` (`_temporary/` holds the parts of runs that have not committed; Spark,
+pyarrow and pandas skip such folders too). A textbatch job always writes a manifest (textbatch/jobs/commit.py); a
+folder holding nothing but a `_temporary/` is a run that never committed, and reading it is an error.
 A manifest is JSON (`{"files": ["part-0.parquet", ...]}`, entries may also be `{"path": ...}` objects) or plain text
 with one name per line, names relative to the folder; an empty `_SUCCESS` only marks the run complete.
 """
@@ -23,11 +26,14 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from textbatch.redact import redact
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["MANIFEST_NAME", "JobOutput", "output_files", "read_output"]
+__all__ = ["MANIFEST_NAME", "STAGING_DIR", "JobOutput", "output_files", "read_output"]
 
 MANIFEST_NAME = "_SUCCESS"
+STAGING_DIR = "_temporary"  # where runs write before they commit (textbatch/jobs/commit.py)
 METADATA_PREFIX = "textbatch."  # the key prefix operators.write uses (not imported from there: that pulls in Ray)
 
 
@@ -53,23 +59,33 @@ class JobOutput:
 def output_files(location: str) -> tuple[list[str], fsspec.AbstractFileSystem]:
     """(the output's Parquet files, the filesystem they are on): the manifest's list when there is one."""
     fs, root = fsspec.core.url_to_fs(location)
+    where = redact(location)
     if not fs.isdir(root):
-        raise FileNotFoundError(f"no job output at {location}: not a folder")
+        raise FileNotFoundError(f"no job output at {where}: not a folder")
     manifest = posixpath.join(root, MANIFEST_NAME)
-    listed = _manifest_entries(fs.cat_file(manifest), manifest) if fs.exists(manifest) else []
+    has_manifest = fs.exists(manifest)
+    listed = _manifest_entries(fs.cat_file(manifest), redact(manifest)) if has_manifest else []
     if listed:
         files = [posixpath.join(root, name) for name in listed]
         missing = [path for path in files if not fs.exists(path)]
         if missing:
-            raise FileNotFoundError(f"{manifest} lists {len(missing)} file(s) that are not there, e.g. {missing[0]}")
+            raise FileNotFoundError(
+                f"{redact(manifest)} lists {len(missing)} file(s) that are not there, e.g. {redact(missing[0])}"
+            )
         return files, fs
     files = sorted(
         path
         for path in fs.find(root)
-        if path.endswith(".parquet") and not posixpath.basename(path).startswith(("_", "."))
+        if path.endswith(".parquet")
+        and not any(name.startswith(("_", ".")) for name in posixpath.relpath(path, root).split("/"))
     )
+    if not files and fs.isdir(posixpath.join(root, STAGING_DIR)):
+        raise FileNotFoundError(
+            f"no committed output at {where}: a run started writing there ({STAGING_DIR}/) but never committed "
+            f"(no {MANIFEST_NAME}); rerun the job with the same arguments to finish it"
+        )
     if not files:
-        raise FileNotFoundError(f"no Parquet files in {location}; has the job run?")
+        raise FileNotFoundError(f"no Parquet files in {where}; has the job run?")
     return files, fs
 
 
@@ -83,7 +99,7 @@ def read_output(location: str) -> JobOutput:
         if key.startswith(METADATA_PREFIX.encode()):
             job = key.decode()[len(METADATA_PREFIX) :]
             return JobOutput(location, tuple(files), job, json.loads(raw), fs)
-    raise KeyError(f"{files[0]} has no {METADATA_PREFIX}<job> metadata; was it written by a textbatch job?")
+    raise KeyError(f"{redact(files[0])} has no {METADATA_PREFIX}<job> metadata; was it written by a textbatch job?")
 
 
 def _manifest_entries(raw: bytes, where: str) -> list[str]:

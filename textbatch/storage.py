@@ -19,6 +19,8 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from textbatch.redact import redact
+
 logger = logging.getLogger(__name__)
 
 # "org/name" or a legacy single "name": letters, digits, "_", ".", "-"; no "--" or ".." (hub rules).
@@ -96,11 +98,11 @@ class Folder:
         return posixpath.join(self.root, name) if name else self.root
 
     def location(self, name: str = "") -> str:
-        """Human-readable path or URL of `name` in this folder, for messages."""
+        """Human-readable path or URL of `name` in this folder, for messages (credentials redacted)."""
         path = self._path(name)
         if isinstance(self.fs, LocalFileSystem):
             return path
-        return self.fs.unstrip_protocol(path)
+        return redact(self.fs.unstrip_protocol(path))
 
     def local_path(self, name: str) -> str | None:
         """A path on the local filesystem (for mmap), or None when the folder is remote."""

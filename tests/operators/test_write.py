@@ -1,15 +1,23 @@
-"""The write step's file layout, counting and overwrite guard, without running a Ray job."""
+"""The write step's file layout, counting (with per-file counts) and per-group parts with their markers, without
+running a Ray job."""
 
 from __future__ import annotations
+
+import json
+import types
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from ray.data.block import BlockAccessor
 
 from textbatch.operators.predict import fixed_size_vectors
-from textbatch.operators.write import EmbeddingParquetDatasink, WrittenCounts, read_run_metadata
+from textbatch.operators.write import (
+    OUTPUT_COLUMNS,
+    EmbeddingParquetDatasink,
+    WrittenCounts,
+    read_run_metadata,
+)
 
 
 def predicted_table():
@@ -53,23 +61,30 @@ def test_counts_add_up():
     assert dict(WrittenCounts.of_table(table).error_kinds) == {"model failed": 2, "text is null": 1}
 
 
-def test_an_earlier_runs_parquet_files_are_replaced(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    pq.write_table(pa.table({"x": [1]}), out / "old.parquet")
-    EmbeddingParquetDatasink(str(out), metadata={}).on_write_start()
-    assert out.is_dir() and list(out.iterdir()) == []
-
-
-def test_a_folder_with_other_files_is_never_emptied(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    pq.write_table(pa.table({"x": [1]}), out / "old.parquet")
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="holds other files, e.g. .*notes.txt"):
-        EmbeddingParquetDatasink(str(out), metadata={}).on_write_start()
-    assert sorted(path.name for path in out.iterdir()) == ["notes.txt", "old.parquet"]
-    (out / "notes.txt").unlink()
-    with pytest.raises(FileExistsError, match="overwrite is off"):
-        EmbeddingParquetDatasink(str(out), metadata={}, overwrite=False).on_write_start()
-    assert sorted(path.name for path in out.iterdir()) == ["old.parquet"]
+def test_each_input_group_gets_its_own_part_and_a_marker_after_it(tmp_path):
+    """Rows of two input groups in one write task: one part per group, named by the group's label and the task, each
+    followed by its marker (rows and group key); nothing else is written and nothing deleted."""
+    staging = tmp_path / "_temporary" / "attempt"
+    staging.mkdir(parents=True)
+    (staging / "_attempt.json").write_text("{}")
+    table = predicted_table().append_column("_group", pa.array([1, 0, 1], pa.int32()))
+    groups = (("part-a-k0", "k0"), ("part-b-k1", "k1"))
+    sink = EmbeddingParquetDatasink(str(staging), metadata={"model": "tiny"}, groups=groups)
+    counts = sink.write([table], types.SimpleNamespace(task_idx=7))
+    assert (counts.rows, counts.files) == (3, 2)
+    assert sorted(path.name for path in staging.iterdir()) == [
+        "_attempt.json", "part-a-k0-000007.json", "part-a-k0-000007.parquet", "part-b-k1-000007.json",
+        "part-b-k1-000007.parquet",
+    ]
+    assert json.loads((staging / "part-b-k1-000007.json").read_text()) == {
+        "part": "part-b-k1-000007.parquet", "group": "k1", "rows": 2
+    }
+    assert pq.read_table(staging / "part-b-k1-000007.parquet").column("id").to_pylist() == [7, 9]
+    # Each part's file_counts are its own group's rows: their sums over the parts are the run's.
+    assert read_run_metadata(str(staging / "part-b-k1-000007.parquet"))["file_counts"] == {
+        "rows": 2, "errors": {}, "truncated": 1
+    }
+    assert read_run_metadata(str(staging / "part-a-k0-000007.parquet"))["file_counts"] == {
+        "rows": 1, "errors": {"text is null": 1}, "truncated": 0
+    }
+    assert pq.read_table(staging / "part-a-k0-000007.parquet").column_names == list(OUTPUT_COLUMNS)

@@ -1,9 +1,11 @@
 """Bad rows never stop a job: every job, on the session's local Ray, over one small corpus holding every kind of bad
 row (bad_rows.py). Each id comes out exactly once; the bad rows get their reason or are processed as the rule says;
 the summary and the files' metadata count them by reason; every other row equals a clean run of the same steps.
-The generation run also meets a bad file with --on-bad-file skip, and lists it."""
+The generation run also meets a bad file with --on-bad-file skip, lists it, and leaves it out of the commit."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pyarrow as pa
@@ -121,6 +123,11 @@ def test_generate_and_skip_a_bad_file(ray_session, tmp_path):
     rows = assert_nothing_lost(corpus, table, metadata, summary, skipped=[{"path": str(bad_file), "problem": problem}])
     assert [(file.path, file.problem) for file in summary.skipped_files] == [(str(bad_file), problem)]
     assert f"{'skipped files:':<20}1\n  {bad_file}: {problem}" in summary.format()
+    # The bad file is no input of the commit: an incremental rerun finds the good files committed, nothing to do, and
+    # the bad file skipped again.
+    again = run_generate(dataclasses.replace(options, incremental=True))
+    assert (again.rows, again.input_files, again.committed_files) == (0, 4, 4)
+    assert [(file.path, file.problem) for file in again.skipped_files] == [(str(bad_file), problem)]
 
     steps = [
         Tokenize(str(TINY_MODEL), max_length=LENGTH, template="summarize: {text}"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from textbatch.jobs.classify import (
     output_columns,
     run_classify,
 )
-from textbatch.operators.write import read_run_metadata
+from textbatch.outputs import read_output
 
 SCRIPT = Path(__file__).resolve().parents[2] / "pipelines" / "classify.py"
 WINDOW = 48
@@ -80,9 +81,9 @@ def write_corpus(folder: Path, columns: dict[str, list], cuts: list[int]) -> Non
         pq.write_table(table, folder / f"part-{part}.parquet")
 
 
-def read_output(folder: Path) -> tuple[pa.Table, dict]:
-    files = sorted(folder.glob("*.parquet"))
-    return pa.concat_tables(pq.read_table(file) for file in files), read_run_metadata(str(files[0]))
+def read_table(folder: Path) -> tuple[pa.Table, dict]:
+    output = read_output(str(folder))
+    return output.to_arrow(), output.metadata
 
 
 def pipeline(folder, tokenizer_class):
@@ -127,7 +128,7 @@ def test_pairs_with_top_k_end_to_end(ray_session, tmp_path):
         rows_per_tokenizer_call=4,
     )
     summary = run_classify(options)
-    table, metadata = read_output(tmp_path / "out")
+    table, metadata = read_table(tmp_path / "out")
     assert tuple(table.column_names) == output_columns(options)
     assert (metadata["job"], metadata["text_pair_column"], metadata["top_k"], metadata["function"]) == (
         "classify", "hypothesis", 2, "softmax"
@@ -142,6 +143,8 @@ def test_pairs_with_top_k_end_to_end(ray_session, tmp_path):
     assert errors == {"text is null": 1, "text_pair is null": 1}
     assert (summary.rows, summary.errors, summary.truncated) == (len(ids), 2, sum(table.column("truncated").to_pylist()))
     assert summary.truncated >= 1
+    again = run_classify(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
+    assert (again.rows, again.input_files, again.committed_files) == (0, 3, 3)
 
 
 def test_flaubert_classifier_end_to_end(ray_session, tmp_path):
@@ -166,7 +169,7 @@ def test_flaubert_classifier_end_to_end(ray_session, tmp_path):
         batch_tokens=256,
     )
     summary = run_classify(options)
-    table, metadata = read_output(tmp_path / "out")
+    table, metadata = read_table(tmp_path / "out")
     assert (metadata["model_type"], metadata["max_length"]) == ("flaubert", 64)
     assert_rows(table, dict(zip(ids, texts)), pipeline(model, transformers.FlaubertTokenizer), top_k=3,
                 truncation=True, max_length=64)

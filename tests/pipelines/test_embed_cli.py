@@ -89,6 +89,9 @@ def test_help_and_bad_values(cli, capsys):
         "--model-actors",
         "--tokenizer-actors",
         "--dtype",
+        "--incremental",
+        "--commit-bytes",
+        "--rows-per-model-call",
     ):
         assert option in text
     with pytest.raises(SystemExit) as done:
@@ -97,3 +100,28 @@ def test_help_and_bad_values(cli, capsys):
     assert "batch_tokens must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.parse_args(["--pooling", "max"])
+
+
+def test_commit_options(cli, capsys):
+    options = cli.parse_args(["--incremental", "--commit-bytes", "1000", "--rows-per-model-call", "64"])
+    assert options == EmbedOptions(incremental=True, commit_bytes=1000, rows_per_model_call=64)
+    with pytest.raises(SystemExit) as done:
+        cli.parse_args(["--commit-bytes", "0"])
+    assert done.value.code == 2 and "commit_bytes must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "name", "traceback"),
+    [("--input", "corpus.parquet", False), ("--model", "model", True)],  # a bad input is its message alone
+)
+def test_credentials_never_reach_the_error_report(cli, capsys, tmp_path, ray_session, flag, name, traceback):
+    """A run that fails on a location carrying a password and a token reports the error with both redacted: a bad
+    input as a one-line error, any other failure (here a checkpoint that cannot be read) as its traceback."""
+    location = f"http://reader:hunter2@127.0.0.1:9/{name}?token=t0ps3cret"
+    assert cli.main([flag, location, "--output", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    report = captured.out + captured.err
+    assert ("Traceback" in report) == traceback and "hunter2" not in report and "t0ps3cret" not in report
+    assert "reader:***@127.0.0.1:9" in report
+    if not traceback:
+        assert report.startswith("embed.py: error: --input 'http://reader:***@127.0.0.1:9/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 from textbatch.jobs.embed import SAMPLE_CORPUS, TINY_MODEL, EmbedOptions, run_embed
 from textbatch.operators.read import read_texts
-from textbatch.operators.write import read_run_metadata
+from textbatch.outputs import read_output
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_LENGTH = 64
@@ -89,15 +90,15 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     )
     summary = run_embed(options)
 
-    files = sorted(out.glob("*.parquet"))
-    table = pa.concat_tables(pq.read_table(file) for file in files)
+    output = read_output(str(out))
+    table = output.to_arrow()
     assert table.column_names == ["id", "embedding", "n_tokens", "truncated", "error"]
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 64)
     assert table.schema.field("id").type == pa.int64()
     assert collections.Counter(table.column("id").to_pylist()) == collections.Counter(
         list(texts)
     )  # each id exactly once
-    metadata = read_run_metadata(str(files[0]))
+    metadata = output.metadata
     assert (metadata["model"], metadata["pooling"], metadata["normalize"], metadata["max_length"]) == (
         str(TINY_MODEL),
         "mean",
@@ -130,8 +131,13 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     assert summary.truncated == sum(truncated for _, _, truncated in reference.values())
     assert summary.tokens == sum(len(ids) for ids, _, _ in reference.values())
     assert 0.3 < summary.padding_efficiency <= 1.0 and summary.tokens_per_second > 0
-    assert summary.files == len(files)
+    assert summary.files == len(output.files) and (summary.input_files, summary.committed_files) == (3, 0)
     assert "rows:               37" in summary.format()
+
+    # The same run again with --incremental: every input file is committed, so nothing is read or written.
+    again = run_embed(dataclasses.replace(options, incremental=True))
+    assert (again.rows, again.committed_files, again.files) == (0, 3, summary.files)
+    assert read_output(str(out)).files == output.files
 
 
 def test_read_step_on_ray_renames_columns_and_reads_datasets_folders(ray_session, tmp_path):
@@ -166,7 +172,7 @@ def test_bundled_default_run(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rows:               360" in done.stdout and "1 x text is null" in done.stdout
-    table = pa.concat_tables(pq.read_table(file) for file in out.glob("*.parquet"))
+    table = read_output(str(out)).to_arrow()
     corpus_ids = pq.read_table(SAMPLE_CORPUS, columns=["id"]).column("id").to_pylist()
     assert sorted(table.column("id").to_pylist()) == sorted(corpus_ids)
     assert pc.sum(pc.is_null(table.column("embedding"))).as_py() == 1
@@ -201,9 +207,9 @@ def test_flaubert_checkpoint_end_to_end(ray_session, tmp_path):
         padded_lengths=(POSITIONS,), batch_tokens=256,  # one shape to compile
     )
     summary = run_embed(options)
-    files = sorted((tmp_path / "out").glob("*.parquet"))
-    rows = {row["id"]: row for row in pa.concat_tables(pq.read_table(file) for file in files).to_pylist()}
-    metadata = read_run_metadata(str(files[0]))
+    output = read_output(str(tmp_path / "out"))
+    rows = {row["id"]: row for row in output.to_arrow().to_pylist()}
+    metadata = output.metadata
     assert (metadata["model_type"], metadata["max_length"], metadata["embedding_dim"]) == ("flaubert", POSITIONS, 24)
 
     tokenizer = transformers.FlaubertTokenizer.from_pretrained(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from textbatch.jobs.generate import OUTPUT_COLUMNS, SAMPLE_CORPUS, TINY_MODEL, GenerateOptions, run_generate
-from textbatch.operators.write import read_run_metadata
+from textbatch.jobs.generate import (
+    OUTPUT_COLUMNS,
+    SAMPLE_CORPUS,
+    TINY_MODEL,
+    GenerateOptions,
+    run_generate,
+)
+from textbatch.outputs import read_output
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_LENGTH = 64
@@ -79,11 +86,11 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     )
     summary = run_generate(options)
 
-    files = sorted(out.glob("*.parquet"))
-    table = pa.concat_tables(pq.read_table(file) for file in files)
+    output = read_output(str(out))
+    table = output.to_arrow()
     assert table.column_names == list(OUTPUT_COLUMNS)
     assert collections.Counter(table.column("id").to_pylist()) == collections.Counter(list(texts))  # each id once
-    metadata = read_run_metadata(str(files[0]))
+    metadata = output.metadata
     assert (metadata["job"], metadata["template"], metadata["generation"]) == (
         "generate",
         TEMPLATE,
@@ -113,7 +120,9 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     assert summary.tokens == sum(n_input for n_input, _, _ in direct.values())
     assert summary.generated_tokens == pc.sum(table.column("n_generated_tokens")).as_py() > 0
     assert summary.truncated == sum(truncated for _, _, truncated in direct.values()) >= 1
-    assert 0.3 < summary.padding_efficiency <= 1.0 and summary.files == len(files)
+    assert 0.3 < summary.padding_efficiency <= 1.0 and summary.files == len(output.files)
+    again = run_generate(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
+    assert (again.rows, again.committed_files) == (0, summary.input_files)
 
 
 def test_bundled_default_run(tmp_path):
@@ -128,7 +137,7 @@ def test_bundled_default_run(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rows:               360" in done.stdout and "1 x text is null" in done.stdout
-    table = pa.concat_tables(pq.read_table(file) for file in (tmp_path / "output" / "generations").glob("*.parquet"))
+    table = read_output(str(tmp_path / "output" / "generations")).to_arrow()
     corpus_ids = pq.read_table(SAMPLE_CORPUS, columns=["id"]).column("id").to_pylist()
     assert sorted(table.column("id").to_pylist()) == sorted(corpus_ids)
     assert pc.sum(pc.is_null(table.column("generated_text"))).as_py() == 1

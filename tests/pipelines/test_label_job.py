@@ -5,6 +5,7 @@ token-classification pipeline."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from textbatch.jobs.label import (
     run_label,
 )
 from textbatch.operators.windows import window_bounds
-from textbatch.operators.write import read_run_metadata
+from textbatch.outputs import read_output
 
 SCRIPT = Path(__file__).resolve().parents[2] / "pipelines" / "label.py"
 WINDOW, STRIDE = 64, 16
@@ -113,9 +114,9 @@ def test_flaubert_end_to_end(ray_session, tmp_path):
                            padded_lengths=(32, POSITIONS), batch_tokens=256)
     assert resolve_plan(options).offsets is False
     summary = run_label(options)
-    files = sorted((tmp_path / "out").glob("*.parquet"))
-    rows = {row["id"]: row for row in pa.concat_tables(pq.read_table(file) for file in files).to_pylist()}
-    assert read_run_metadata(str(files[0]))["model_type"] == "flaubert"
+    output = read_output(str(tmp_path / "out"))
+    rows = {row["id"]: row for row in output.to_arrow().to_pylist()}
+    assert output.metadata["model_type"] == "flaubert"
 
     reference = transformers.pipeline(
         "token-classification",
@@ -169,11 +170,11 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     )
     summary = run_label(options)
 
-    files = sorted(out.glob("*.parquet"))
-    table = pa.concat_tables(pq.read_table(file) for file in files)
+    output = read_output(str(out))
+    table = output.to_arrow()
     assert tuple(table.column_names) == OUTPUT_COLUMNS
     assert collections.Counter(table.column("id").to_pylist()) == collections.Counter(list(texts))  # each id once
-    metadata = read_run_metadata(str(files[0]))
+    metadata = output.metadata
     assert (metadata["job"], metadata["aggregation"], metadata["stride"], metadata["max_length"]) == (
         "label", "first", STRIDE, WINDOW
     )
@@ -202,6 +203,8 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
         found += len(expected)
     assert found > 20 and windows > len(texts) + 10  # entities kept, and long texts went through several windows
     assert (summary.rows, summary.errors, summary.error_kinds) == (len(texts), 1, {"text is null": 1})
-    assert (summary.windows, summary.entities, summary.files) == (windows, found, len(files))
+    assert (summary.windows, summary.entities, summary.files) == (windows, found, len(output.files))
     assert summary.tokens == sum(row["n_tokens"] for row in rows.values())
     assert "windows:" in summary.format() and "entities:" in summary.format()
+    again = run_label(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
+    assert (again.rows, again.committed_files) == (0, summary.input_files)

@@ -22,13 +22,14 @@ implement either, is refused when the job starts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from textbatch.jobs.common import (
     ASSETS,
-    REPORT_SUMS,
     SAMPLE_CORPUS,
     JobOptions,
     JobSummary,
@@ -114,11 +115,12 @@ def build_classify_dataset(
     options: ClassifyOptions,
     *,
     checked=None,
+    sources: Mapping[str, int] | None = None,
     model_operator: type | None = None,
     tokenize_operator: type | None = None,
 ):
     """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, label, score, [scores], error, and the
-    internal _padded_tokens.
+    internal _padded_tokens (and _group, with `sources`: the input files to read -> their commit group).
 
     `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
     `tokenize_operator` replace ClassifySequences and Tokenize (subclasses taking the same arguments)."""
@@ -127,7 +129,12 @@ def build_classify_dataset(
     checked = checked if checked is not None else check_job_input(options, options.text_pair_column)
     max_length, _ = resolve_max_length(options)
     dataset = read_and_tokenize(
-        options, max_length, pair_column=options.text_pair_column, checked=checked, tokenize_operator=tokenize_operator
+        options,
+        max_length,
+        pair_column=options.text_pair_column,
+        checked=checked,
+        sources=sources,
+        tokenize_operator=tokenize_operator,
     )
     return map_model(
         dataset,
@@ -146,12 +153,12 @@ def build_classify_dataset(
     )
 
 
-def run_metadata(options: ClassifyOptions, max_length: int, config: Any, skipped: tuple = ()) -> dict[str, Any]:
+def run_metadata(options: ClassifyOptions, max_length: int, config: Any) -> dict[str, Any]:
     """What the output files' metadata records about the run."""
     from textbatch.operators.sequence_classify import default_function
 
     return {
-        **base_metadata(options, "classify", max_length, skipped),
+        **base_metadata(options, "classify", max_length),
         "model_type": config.model_type,
         "text_pair_column": options.text_pair_column,
         "top_k": options.top_k,
@@ -164,27 +171,18 @@ def run_classify(
     options: ClassifyOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
 ) -> ClassifySummary:
     """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
-    checked first (a bad file raises preflight.BadInputError); the operators are build_classify_dataset's."""
-    from textbatch.operators.write import ResultParquetDatasink
-
-    checked = check_job_input(options, options.text_pair_column)
+    checked before any model loads (a bad file raises preflight.BadInputError); the operators are
+    build_classify_dataset's."""
     max_length, config = resolve_max_length(options)
-
-    def make_sink(output: str) -> ResultParquetDatasink:
-        return ResultParquetDatasink(
-            output,
-            columns=output_columns(options),
-            job="classify",
-            metadata=run_metadata(options, max_length, config, checked.skipped),
-            sum_columns=REPORT_SUMS,
-            overwrite=options.overwrite,
-        )
-
-    def build():
-        operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
-        return build_classify_dataset(options, checked=checked, **operators)
-
-    counts, wall, output = run_job(options, build, make_sink)
-    summary = ClassifySummary.from_counts(counts, output, wall, skipped_files=checked.skipped)
+    operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
+    run = run_job(
+        options,
+        job="classify",
+        metadata=run_metadata(options, max_length, config),
+        build_dataset=functools.partial(build_classify_dataset, options, **operators),
+        columns=output_columns(options),
+        pair_column=options.text_pair_column,
+    )
+    summary = ClassifySummary.from_run(run)
     logger.debug("classification job done:\n%s", summary.format())
     return summary

@@ -4,6 +4,9 @@
     add_job_arguments(parser, EmbedOptions(), model_help=..., max_length_help=...)
     parser.add_argument("--pooling", ...)          # the job's own options
     options = options_from_args(parser, EmbedOptions, parser.parse_args(argv))
+    ...
+    prepare_driver()
+    return run_and_print("embed.py", lambda: run_embed(options))
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
 from textbatch.jobs.common import DTYPES, ON_BAD_FILE, JobOptions, JobSummary
+from textbatch.redact import RedactingFilter, redact
 
 Options = TypeVar("Options", bound=JobOptions)
 
@@ -35,8 +40,9 @@ def add_job_arguments(
     batch_tokens_help: str = "padded tokens per model call (default: %(default)s)",
 ) -> None:
     """--input, --output, --model, --text-column, --id-column, --max-length, --batch-tokens, --model-actors,
-    --tokenizer-actors, --dtype, --devices-per-actor, --mesh, --load-in-8bit, and the robustness options
-    (add_robustness_arguments); defaults from `defaults` (a job's options with no arguments)."""
+    --tokenizer-actors, --dtype, --devices-per-actor, --mesh, --load-in-8bit, the robustness options
+    (add_robustness_arguments) and the commit options (add_commit_arguments); defaults from `defaults` (a job's
+    options with no arguments)."""
     parser.add_argument(
         "--input",
         default=defaults.input,
@@ -71,6 +77,7 @@ def add_job_arguments(
         help="store dense kernels as int8 with per-channel scales (about a quarter of float32)",
     )
     add_robustness_arguments(parser, defaults)
+    add_commit_arguments(parser, defaults)
 
 
 def add_robustness_arguments(parser: argparse.ArgumentParser, defaults: JobOptions) -> None:
@@ -93,6 +100,31 @@ def add_robustness_arguments(parser: argparse.ArgumentParser, defaults: JobOptio
     )
 
 
+def add_commit_arguments(parser: argparse.ArgumentParser, defaults: JobOptions) -> None:
+    """--incremental, --commit-bytes, --rows-per-model-call: how the output is committed (textbatch/jobs/commit.py)."""
+    group = parser.add_argument_group(
+        "committing",
+        "The output is committed by its _SUCCESS manifest, written last. Rerunning a killed run with\n"
+        "the same arguments resumes it: input groups it finished are kept, not recomputed.",
+    )
+    group.add_argument(
+        "--incremental", action="store_true", default=defaults.incremental,
+        help="process only the input files the committed output has not seen (new or changed ones) and add their "
+        "parts to it; the options must be those the output was made with",
+    )
+    group.add_argument(
+        "--commit-bytes", type=int, default=defaults.commit_bytes, metavar="BYTES",
+        help="input bytes per commit group: consecutive input files are committed together up to this size, so a "
+        f"killed run loses at most the groups in flight (default: {defaults.commit_bytes / 2**20:g} MiB; 1: one "
+        "group per file)",
+    )
+    group.add_argument(
+        "--rows-per-model-call", type=int, default=defaults.rows_per_model_call, metavar="ROWS",
+        help="rows a model actor sorts and batches at once, and so a write task's size: fewer rows, less padding "
+        "efficiency but groups committed sooner (default: %(default)s)",
+    )
+
+
 def options_from_args(
     parser: argparse.ArgumentParser, options_class: type[Options], args: argparse.Namespace
 ) -> Options:
@@ -103,25 +135,33 @@ def options_from_args(
         parser.error(str(error))
 
 
+def prepare_driver() -> None:
+    """Log at INFO with credentials redacted, and connect to a running cluster (`ray submit`, RAY_ADDRESS) when
+    there is one, else start Ray on this machine."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+            handler.addFilter(RedactingFilter())
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+
+
 def run_and_print(prog: str, run: Callable[[], JobSummary]) -> int:
-    """Run a job and print its summary: exit status 0. A bad input (preflight.BadInputError) prints its message
-    alone, not a traceback, and gives status 1."""
+    """Run a job and print its summary: exit status 0. On an error, status 1: a bad input (preflight.BadInputError)
+    prints its message alone, anything else its traceback; both with credentials redacted (a location in a message
+    may carry a password or a signed token)."""
     from textbatch.operators.preflight import BadInputError
 
     try:
         summary = run()
     except BadInputError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(redact(f"{prog}: error: {error}"), file=sys.stderr)
+        return 1
+    except Exception as error:  # noqa: BLE001 - the CLI's last stop: report, redacted, and exit non-zero
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        print(redact(text), file=sys.stderr, end="")
         return 1
     print(summary.format())
     return 0
-
-
-def prepare_driver() -> None:
-    """Log at INFO, and connect to a running cluster (`ray submit`, RAY_ADDRESS) when there is one, else start Ray
-    on this machine."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import ray
-
-    if not ray.is_initialized():
-        ray.init()

@@ -1,6 +1,6 @@
 """What every job shares: the options every job has, Ray resources, the read -> tokenize start of the plan, the
-write, and the run summary. A job (embed.py, generate.py, ...) adds its model step, its output columns and its own
-options on top.
+committed write, and the run summary. A job (embed.py, generate.py, ...) adds its model step, its output columns and
+its own options on top.
 """
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
+from textbatch.jobs.input_groups import DEFAULT_COMMIT_BYTES
 from textbatch.operators.tokenize import CUT_AT_MAX_CHARS
+from textbatch.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +48,8 @@ class JobOptions:
     # (with devices_per_actor > 1; otherwise the actor's default device)
     load_in_8bit: bool = False  # dense kernels as int8 with per-channel scales
     # Sizes and resources: configuration rather than command-line options.
-    rows_per_model_call: int = 4096  # rows sorted and batched together; more rows, less padding
-    rows_per_tokenizer_call: int = 1024
+    rows_per_model_call: int = 4096  # rows sorted and batched together; more rows, less padding (a CLI flag too)
+    rows_per_tokenizer_call: int = 1024  # (at most rows_per_model_call)
     padded_lengths: tuple[int, ...] | None = None  # the compiled shapes' lengths; default: batching.bucket_lengths
     # JAX's persistent compilation cache (a folder or URL; "off"); None: $TEXTBATCH_COMPILATION_CACHE, else
     # ~/.cache/textbatch/jax. A rerun loads its programs instead of compiling them (operators/compilation_cache.py).
@@ -59,7 +61,10 @@ class JobOptions:
     model_actor_resources: dict[str, float] | None = None  # e.g. {"TPU": 4} on a TPU host
     tokenizer_actor_cpus: float = 0.25
     io_task_cpus: float = 0.25  # read and write tasks
-    overwrite: bool = True  # replace an earlier run's Parquet files in `output`
+    overwrite: bool = True  # a run may replace the committed output in `output` (once its own is committed)
+    # Committing (jobs/commit.py). A rerun with the same options resumes a run that never committed.
+    incremental: bool = False  # process only input files the committed output has not seen, and keep its parts
+    commit_bytes: int = DEFAULT_COMMIT_BYTES  # input bytes per commit group; a kill loses at most the groups in flight
     # Bad rows, bad files and failures (README: "Bad rows, bad files and failures").
     max_chars: int = 1_000_000  # characters kept per text, cut before tokenizing; a cut text is flagged truncated
     on_bad_file: str = "fail"  # "skip": go on without the files preflight rejects, listing them in the report
@@ -78,6 +83,7 @@ class JobOptions:
             "tokenizer_actors",
             "rows_per_model_call",
             "rows_per_tokenizer_call",
+            "commit_bytes",
             "max_chars",
         ):
             value = getattr(self, name)
@@ -112,14 +118,31 @@ class JobSummary:
     errors: int
     error_kinds: dict[str, int]
     truncated: int
-    files: int
+    files: int  # part files in the committed output
     wall_seconds: float
+    input_files: int = 0  # good input files found (bad ones left out are in skipped_files) ...
+    committed_files: int = 0  # ... of which were already committed (a resumed run, --incremental) and not processed
     cut_at_max_chars: int = 0  # of the truncated rows, those whose text was cut to max_chars
     skipped_files: tuple = ()  # a preflight.SkippedFile (path, problem) per input file left out (--on-bad-file skip)
 
     @classmethod
+    def from_run(cls, run: JobRun, **extra: Any):
+        """From run_job's result; `extra` fills a subclass's own fields."""
+        return cls.from_counts(
+            run.counts,
+            run.output,
+            run.wall_seconds,
+            files=run.commit.files,
+            input_files=run.commit.input_files,
+            committed_files=run.commit.committed_files,
+            skipped_files=run.skipped_files,
+            **extra,
+        )
+
+    @classmethod
     def from_counts(cls, counts, output: str, wall_seconds: float, **extra: Any):
-        """From the sink's WrittenCounts; `extra` fills a subclass's own fields (and `skipped_files`)."""
+        """From the sink's WrittenCounts (this run's rows); `extra` fills the other fields."""
+        extra.setdefault("files", counts.files)
         return cls(
             output=output,
             rows=counts.rows,
@@ -129,16 +152,17 @@ class JobSummary:
             errors=counts.errors,
             error_kinds=dict(counts.error_kinds),
             truncated=counts.truncated,
-            files=counts.files,
             wall_seconds=wall_seconds,
             cut_at_max_chars=int(counts.sums.get(CUT_AT_MAX_CHARS, 0)),
             **extra,
         )
 
     def lines(self) -> list[tuple[str, str]]:
+        inputs = [("inputs", f"{self.input_files} files, {self.committed_files} already committed")]
         cut = f" ({self.cut_at_max_chars} cut at --max-chars)" if self.cut_at_max_chars else ""
         return [
-            ("output", f"{self.output} ({self.files} files)"),
+            ("output", f"{redact(self.output)} ({self.files} files)"),
+            *(inputs if self.input_files else []),
             ("rows", f"{self.rows}"),
             ("tokens", f"{self.tokens}"),
             ("tokens/s", f"{self.tokens_per_second:,.0f}"),
@@ -184,7 +208,7 @@ def checkpoint_config(location: str, auto_class: type) -> Any:
     folder = Folder.open(location)
     where = folder.location("config.json")
     if not folder.exists("config.json"):
-        raise FileNotFoundError(f"{where} does not exist: is {location} a checkpoint folder?")
+        raise FileNotFoundError(f"{where} does not exist: is {redact(location)} a checkpoint folder?")
     model_type = folder.read_json("config.json").get("model_type")
     if not model_type:
         raise ValueError(f"{where} names no model_type, so the job cannot tell which model it is")
@@ -198,25 +222,24 @@ def package_version() -> str:
         return "unknown"
 
 
-def base_metadata(options: JobOptions, job: str, max_length: int, skipped: tuple = ()) -> dict[str, Any]:
-    """What every job's output files record about the run; a job adds its own options. `skipped`: the input files
-    preflight left out (--on-bad-file skip), each with its problem."""
+def base_metadata(options: JobOptions, job: str, max_length: int) -> dict[str, Any]:
+    """What every job's output files record about the run; a job adds its own options, and run_job the input files
+    preflight left out (`skipped_files`, --on-bad-file skip), each with its problem."""
     return {
         "job": job,
         "textbatch_version": package_version(),
-        "model": model_location(options.model),
+        "model": redact(model_location(options.model)),
         "max_length": max_length,
         "batch_tokens": options.batch_tokens,
         "dtype": options.dtype,
         "devices_per_actor": options.devices_per_actor,
         "mesh": options.mesh,
         "load_in_8bit": options.load_in_8bit,
-        "input": local_to_absolute(options.input),
+        "input": redact(local_to_absolute(options.input)),
         "text_column": options.text_column,
         "id_column": options.id_column,
         "max_chars": options.max_chars,
         "on_bad_file": options.on_bad_file,
-        "skipped_files": [file.as_dict() for file in skipped],
     }
 
 
@@ -303,6 +326,7 @@ def read_and_tokenize(
     *,
     pair_column: str | None = None,
     checked=None,
+    sources: Mapping[str, int] | None = None,
     tokenize_operator: type | None = None,
     **tokenize_options: Any,
 ):
@@ -310,7 +334,8 @@ def read_and_tokenize(
 
     `pair_column` reads a second text column as `text_pair` and tokenizes the two as a pair; `tokenize_options` go
     to Tokenize (`offsets`, `keep_text`); `max_length=None` does not truncate. `checked` is the preflight's
-    CheckedInput (default: run it now); `tokenize_operator` replaces Tokenize (a subclass, e.g. in tests)."""
+    CheckedInput (default: run it now); `sources` reads only those of its files and tags rows with their input group
+    (run_job's commit plan); `tokenize_operator` replaces Tokenize (a subclass, e.g. in tests)."""
     from ray.data import ActorPoolStrategy
 
     from textbatch.operators.isolation import isolated
@@ -325,6 +350,7 @@ def read_and_tokenize(
         id_column=options.id_column,
         pair_column=pair_column,
         num_cpus=options.io_task_cpus,
+        sources=sources,
     )
     # Ray Data may drop the rows of blocks that fail (max_errored_blocks > 0): never here, a failure fails the job.
     dataset.context.max_errored_blocks = 0
@@ -340,7 +366,8 @@ def read_and_tokenize(
             **tokenize_options,
         },
         batch_format="pyarrow",
-        batch_size=options.rows_per_tokenizer_call,
+        # No larger than a model call: a bigger tokenizer batch only makes the model actors and the writes wait.
+        batch_size=min(options.rows_per_tokenizer_call, options.rows_per_model_call),
         compute=ActorPoolStrategy(size=options.tokenizer_actors),
         num_cpus=options.tokenizer_actor_cpus,
     )
@@ -375,20 +402,98 @@ def map_model(dataset, operator: type, kwargs: dict[str, Any], options: JobOptio
     )
 
 
-def run_job(options: JobOptions, build_dataset: Callable[[], Any], make_sink: Callable[[str], Any]):
-    """Connect to (or start) Ray, build the plan, write it through `make_sink(absolute output)`.
+@dataclasses.dataclass(frozen=True)
+class JobRun:
+    """What run_job did: the sink's counts of this run's rows, the wall time, where, what is now committed, and the
+    bad input files left out."""
 
-    Returns (the sink's WrittenCounts, wall seconds, the absolute output location).
-    """
+    counts: Any  # operators.write.WrittenCounts
+    wall_seconds: float
+    output: str  # redacted, for reports
+    commit: Any  # jobs.commit.CommitReport
+    skipped_files: tuple = ()  # preflight.SkippedFile (--on-bad-file skip)
+
+
+def run_job(
+    options: JobOptions,
+    *,
+    job: str,
+    metadata: dict[str, Any],
+    build_dataset: Callable[..., Any],
+    columns: tuple[str, ...],
+    pair_column: str | None = None,
+    tokens_column: str = "n_tokens",
+    sum_columns: tuple[str, ...] = (),
+) -> JobRun:
+    """Check the input files (preflight, before any model loads: a bad file raises BadInputError, or with
+    --on-bad-file skip is left out and added to `metadata`), connect to (or start) Ray, plan the commit over the files
+    that passed (which of them earlier runs already hold), run `build_dataset(checked=..., sources=...)` over those
+    still to do into a ResultParquetDatasink writing `columns`, then commit the output."""
     import ray
 
+    from textbatch.operators.write import ResultParquetDatasink, WrittenCounts
+
+    checked = check_job_input(options, pair_column)
+    metadata = {**metadata, "skipped_files": [file.as_dict() for file in checked.skipped]}
     if not ray.is_initialized():
         ray.init()
     output = local_to_absolute(options.output)
     warn_if_local_output_on_cluster(output)
     warn_if_actors_leave_no_cpu(options)
     started = time.perf_counter()
-    dataset = build_dataset()
-    sink = make_sink(output)
-    dataset.write_datasink(sink, ray_remote_args={"num_cpus": options.io_task_cpus})
-    return sink.counts, time.perf_counter() - started, output
+    commit = plan_output_commit(options, checked, job, metadata, output)
+    counts = WrittenCounts()
+    if commit.todo:
+        commit.start()
+        dataset = build_dataset(checked=checked, sources=commit.sources())
+        sink = ResultParquetDatasink(
+            **sink_location(commit.staging),
+            groups=commit.groups(),
+            columns=columns,
+            job=job,
+            metadata=metadata,
+            tokens_column=tokens_column,
+            sum_columns=(*sum_columns, *REPORT_SUMS),
+        )
+        dataset.write_datasink(sink, ray_remote_args={"num_cpus": options.io_task_cpus})
+        counts = sink.counts
+    else:
+        logger.info("every input file of %s is already committed in %s", redact(options.input), redact(output))
+    report = commit.finish()
+    return JobRun(counts, time.perf_counter() - started, redact(output), report, checked.skipped)
+
+
+def plan_output_commit(options: JobOptions, checked: Any, job: str, metadata: dict[str, Any], output: str):
+    """Describe the input files the preflight passed (sizes, versions; row counts of those to process) and work out
+    which of them the output already holds. The files it left out are no inputs of the commit."""
+    import fsspec
+
+    from textbatch.jobs.commit import plan_commit
+    from textbatch.jobs.input_groups import describe_inputs, with_row_counts
+
+    files = checked.files
+    return plan_commit(
+        output,
+        describe_inputs(files.fs, files.paths),
+        job=job,
+        metadata=metadata,
+        incremental=options.incremental,
+        overwrite=options.overwrite,
+        commit_bytes=options.commit_bytes,
+        count_rows=lambda pending: with_row_counts(files.fs, pending, files.kind),
+        left_out=[fsspec.core.strip_protocol(skipped.path) for skipped in checked.skipped],
+    )
+
+
+def sink_location(location: str) -> dict[str, Any]:
+    """The datasink's `path` and `filesystem`: object stores through fsspec, as the driver reads and commits them
+    (one client, one set of credentials and retries), and no directory creation where there are no directories."""
+    if "://" not in location:
+        return {"path": location}
+    import fsspec
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, path = fsspec.core.url_to_fs(location)
+    if getattr(fs, "local_file", False):
+        return {"path": path}
+    return {"path": path, "filesystem": PyFileSystem(FSSpecHandler(fs)), "try_create_dir": False}

@@ -16,13 +16,14 @@ a T5 checkpoint is refused when the job starts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from textbatch.jobs.common import (
     ASSETS,
-    REPORT_SUMS,
     SAMPLE_CORPUS,
     JobOptions,
     JobSummary,
@@ -117,10 +118,12 @@ def build_embed_dataset(
     options: EmbedOptions,
     *,
     checked=None,
+    sources: Mapping[str, int] | None = None,
     model_operator: type | None = None,
     tokenize_operator: type | None = None,
 ):
-    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, embedding, error, _padded_tokens.
+    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, embedding, error, _padded_tokens (and
+    _group, with `sources`: the input files to read -> their commit group).
 
     `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
     `tokenize_operator` replace PredictEmbeddings and Tokenize (subclasses taking the same arguments)."""
@@ -128,7 +131,9 @@ def build_embed_dataset(
 
     checked = checked if checked is not None else check_job_input(options)
     max_length, _ = resolved_max_length(options)
-    dataset = read_and_tokenize(options, max_length, checked=checked, tokenize_operator=tokenize_operator)
+    dataset = read_and_tokenize(
+        options, max_length, checked=checked, sources=sources, tokenize_operator=tokenize_operator
+    )
     return map_model(
         dataset,
         model_operator or PredictEmbeddings,
@@ -147,10 +152,10 @@ def build_embed_dataset(
     )
 
 
-def run_metadata(options: EmbedOptions, max_length: int, config: Any, skipped: tuple = ()) -> dict[str, Any]:
+def run_metadata(options: EmbedOptions, max_length: int, config: Any) -> dict[str, Any]:
     """What the output files' metadata records about the run."""
     return {
-        **base_metadata(options, "embed", max_length, skipped),
+        **base_metadata(options, "embed", max_length),
         "model_type": config.model_type,
         "embedding_dim": int(config.hidden_size),
         "pooling": options.pooling,
@@ -162,28 +167,23 @@ def run_embed(
     options: EmbedOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
 ) -> EmbedSummary:
     """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
-    checked first (a bad file raises preflight.BadInputError); the operators are build_embed_dataset's."""
-    from textbatch.operators.write import EmbeddingParquetDatasink
+    checked before any model loads (a bad file raises preflight.BadInputError); the operators are
+    build_embed_dataset's."""
+    from textbatch.operators.write import OUTPUT_COLUMNS
 
-    checked = check_job_input(options)
-
-    def make_sink(output: str) -> EmbeddingParquetDatasink:
-        max_length, config = resolved_max_length(options)
-        metadata = run_metadata(options, max_length, config, checked.skipped)
-        return EmbeddingParquetDatasink(
-            output, metadata=metadata, overwrite=options.overwrite, sum_columns=(*TIMING_COLUMNS, *REPORT_SUMS)
-        )
-
-    def build():
-        operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
-        return build_embed_dataset(options, checked=checked, **operators)
-
-    counts, wall, output = run_job(options, build, make_sink)
-    summary = EmbedSummary.from_counts(
-        counts,
-        output,
-        wall,
-        skipped_files=checked.skipped,
+    max_length, config = resolved_max_length(options)
+    operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
+    run = run_job(
+        options,
+        job="embed",
+        metadata=run_metadata(options, max_length, config),
+        build_dataset=functools.partial(build_embed_dataset, options, **operators),
+        columns=OUTPUT_COLUMNS,
+        sum_columns=TIMING_COLUMNS,
+    )
+    counts = run.counts
+    summary = EmbedSummary.from_run(
+        run,
         load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,
         model_seconds=counts.sums.get(MODEL_MS, 0) / 1000,
         compile_seconds=counts.sums.get(COMPILE_MS, 0) / 1000,

@@ -19,13 +19,14 @@ Generation options left at None take the checkpoint's generation_config.json (el
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from textbatch.jobs.common import (
     ASSETS,
-    REPORT_SUMS,
     SAMPLE_CORPUS,
     JobOptions,
     JobSummary,
@@ -37,7 +38,13 @@ from textbatch.jobs.common import (
     run_job,
 )
 from textbatch.operators.generate import GENERATION_OPTIONS
-from textbatch.operators.predict import COMPILE_MS, LOAD_MS, MODEL_MS, SHAPES, TIMING_COLUMNS
+from textbatch.operators.predict import (
+    COMPILE_MS,
+    LOAD_MS,
+    MODEL_MS,
+    SHAPES,
+    TIMING_COLUMNS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +150,12 @@ def build_generate_dataset(
     options: GenerateOptions,
     *,
     checked=None,
+    sources: Mapping[str, int] | None = None,
     model_operator: type | None = None,
     tokenize_operator: type | None = None,
 ):
     """The lazy Ray Dataset of the job: columns id, n_input_tokens, truncated, generated_text, n_generated_tokens,
-    error, _padded_tokens.
+    error, _padded_tokens (and _group, with `sources`: the input files to read -> their commit group).
 
     `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
     `tokenize_operator` replace GenerateText and Tokenize (subclasses taking the same arguments)."""
@@ -156,7 +164,12 @@ def build_generate_dataset(
     checked = checked if checked is not None else check_job_input(options)
     max_length = resolved_max_length(options)
     dataset = read_and_tokenize(
-        options, max_length, template=options.template, checked=checked, tokenize_operator=tokenize_operator
+        options,
+        max_length,
+        template=options.template,
+        checked=checked,
+        sources=sources,
+        tokenize_operator=tokenize_operator,
     )
     return map_model(
         dataset,
@@ -176,10 +189,10 @@ def build_generate_dataset(
     )
 
 
-def run_metadata(options: GenerateOptions, skipped: tuple = ()) -> dict[str, Any]:
+def run_metadata(options: GenerateOptions) -> dict[str, Any]:
     """What the output files' metadata records about the run."""
     return {
-        **base_metadata(options, "generate", resolved_max_length(options), skipped),
+        **base_metadata(options, "generate", resolved_max_length(options)),
         "batch_size": options.batch_size,
         "template": options.template,
         "generation": options.generation(),
@@ -191,33 +204,22 @@ def run_generate(
     options: GenerateOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
 ) -> GenerateSummary:
     """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
-    checked first (a bad file raises preflight.BadInputError); the operators are build_generate_dataset's."""
-    from textbatch.operators.write import ResultParquetDatasink
-
-    checked = check_job_input(options)
-
-    def make_sink(output: str) -> ResultParquetDatasink:
-        return ResultParquetDatasink(
-            output,
-            columns=OUTPUT_COLUMNS,
-            job="generate",
-            metadata=run_metadata(options, checked.skipped),
-            tokens_column="n_input_tokens",
-            sum_columns=("n_generated_tokens", *TIMING_COLUMNS, *REPORT_SUMS),
-            overwrite=options.overwrite,
-        )
-
-    def build():
-        operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
-        return build_generate_dataset(options, checked=checked, **operators)
-
-    counts, wall, output = run_job(options, build, make_sink)
+    checked before any model loads (a bad file raises preflight.BadInputError); the operators are
+    build_generate_dataset's."""
+    operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
+    run = run_job(
+        options,
+        job="generate",
+        metadata=run_metadata(options),
+        build_dataset=functools.partial(build_generate_dataset, options, **operators),
+        columns=OUTPUT_COLUMNS,
+        tokens_column="n_input_tokens",
+        sum_columns=("n_generated_tokens", *TIMING_COLUMNS),
+    )
+    counts, wall = run.counts, run.wall_seconds
     generated = int(counts.sums.get("n_generated_tokens", 0))
-    summary = GenerateSummary.from_counts(
-        counts,
-        output,
-        wall,
-        skipped_files=checked.skipped,
+    summary = GenerateSummary.from_run(
+        run,
         generated_tokens=generated,
         generated_tokens_per_second=generated / wall if wall > 0 else 0.0,
         load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,

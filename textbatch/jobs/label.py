@@ -9,8 +9,8 @@ The plan is the shared read -> tokenize start of every job (common.py), tokenizi
 offsets when the tokenizer gives them), then TagEntities model actors (operators/token_classify.py: overlapping
 windows, the model, BIO -> spans), then the shared Parquet write. A text longer than the model's window is tagged in
 windows that overlap by `stride` tokens and their spans merged, so no part of a text goes untagged.
-`build_label_dataset(options)` returns the lazy Ray Dataset without running it. With default options the bundled sample corpus is tagged by the bundled tiny
-random-weight NER checkpoint into ./output/entities/.
+`build_label_dataset(options)` returns the lazy Ray Dataset without running it. With default options the bundled
+sample corpus is tagged by the bundled tiny random-weight NER checkpoint into ./output/entities/.
 
 The model may be any token-classification checkpoint `FlaxAutoModelForTokenClassification` loads: XLM-RoBERTa or
 FlauBERT. FlauBERT's tokenizer gives no character offsets (Moses rewrites the text before it is split), so its
@@ -24,13 +24,14 @@ refused for the word aggregations when the job starts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from textbatch.jobs.common import (
     ASSETS,
-    REPORT_SUMS,
     SAMPLE_CORPUS,
     JobOptions,
     JobSummary,
@@ -153,10 +154,12 @@ def build_label_dataset(
     plan: LabelPlan | None = None,
     *,
     checked=None,
+    sources: Mapping[str, int] | None = None,
     model_operator: type | None = None,
     tokenize_operator: type | None = None,
 ):
-    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, entities, error, and internal counts.
+    """The lazy Ray Dataset of the job: columns id, n_tokens, truncated, entities, error, and internal counts (and
+    _group, with `sources`: the input files to read -> their commit group).
 
     `checked`: the input's preflight (common.check_job_input; default: run it now). `model_operator` and
     `tokenize_operator` replace TagEntities and Tokenize (subclasses taking the same arguments)."""
@@ -165,7 +168,13 @@ def build_label_dataset(
     checked = checked if checked is not None else check_job_input(options)
     plan = plan or resolve_plan(options)
     dataset = read_and_tokenize(
-        options, None, checked=checked, tokenize_operator=tokenize_operator, offsets=plan.offsets, keep_text=plan.offsets
+        options,
+        None,
+        checked=checked,
+        sources=sources,
+        tokenize_operator=tokenize_operator,
+        offsets=plan.offsets,
+        keep_text=plan.offsets,
     )
     return map_model(
         dataset,
@@ -185,10 +194,10 @@ def build_label_dataset(
     )
 
 
-def run_metadata(options: LabelOptions, plan: LabelPlan, skipped: tuple = ()) -> dict[str, Any]:
+def run_metadata(options: LabelOptions, plan: LabelPlan) -> dict[str, Any]:
     """What the output files' metadata records about the run."""
     return {
-        **base_metadata(options, "label", plan.max_length, skipped),
+        **base_metadata(options, "label", plan.max_length),
         "model_type": plan.config.model_type,
         "aggregation": options.aggregation,
         "labels_only": list(options.labels_only) if options.labels_only else None,
@@ -201,33 +210,23 @@ def run_label(
     options: LabelOptions, *, model_operator: type | None = None, tokenize_operator: type | None = None
 ) -> LabelSummary:
     """Run the job (connecting to, or starting, Ray as `ray.init()` does) and return its summary. The input is
-    checked first (a bad file raises preflight.BadInputError); the operators are build_label_dataset's."""
+    checked before any model loads (a bad file raises preflight.BadInputError); the operators are
+    build_label_dataset's."""
     from textbatch.operators.token_classify import ENTITIES, WINDOWS
-    from textbatch.operators.write import ResultParquetDatasink
 
-    checked = check_job_input(options)
     plan = resolve_plan(options)
-
-    def make_sink(output: str) -> ResultParquetDatasink:
-        return ResultParquetDatasink(
-            output,
-            columns=OUTPUT_COLUMNS,
-            job="label",
-            metadata=run_metadata(options, plan, checked.skipped),
-            sum_columns=(WINDOWS, ENTITIES, *REPORT_SUMS),
-            overwrite=options.overwrite,
-        )
-
-    def build():
-        operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
-        return build_label_dataset(options, plan, checked=checked, **operators)
-
-    counts, wall, output = run_job(options, build, make_sink)
-    summary = LabelSummary.from_counts(
-        counts,
-        output,
-        wall,
-        skipped_files=checked.skipped,
+    operators = {"model_operator": model_operator, "tokenize_operator": tokenize_operator}
+    run = run_job(
+        options,
+        job="label",
+        metadata=run_metadata(options, plan),
+        build_dataset=functools.partial(build_label_dataset, options, plan, **operators),
+        columns=OUTPUT_COLUMNS,
+        sum_columns=(WINDOWS, ENTITIES),
+    )
+    counts = run.counts
+    summary = LabelSummary.from_run(
+        run,
         entities=int(counts.sums.get(ENTITIES, 0)),
         windows=int(counts.sums.get(WINDOWS, 0)),
     )

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from textbatch.redact import redact
+
 ENCODER_TYPES = ("flaubert", "xlm-roberta")
 
 
@@ -48,7 +50,7 @@ def encoder_config(location: str) -> Any:
     folder = Folder.open(location)
     where = folder.location("config.json")
     if not folder.exists("config.json"):
-        raise FileNotFoundError(f"{where} does not exist: is {location} a checkpoint folder?")
+        raise FileNotFoundError(f"{where} does not exist: is {redact(location)} a checkpoint folder?")
     values = folder.read_json("config.json")
     model_type = values.get("model_type")
     check_encoder_type(model_type, where)

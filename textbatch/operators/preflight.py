@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from textbatch.operators.datasets_folder import record_batches
 from textbatch.operators.read import InputFiles, is_text_type, resolve_input
+from textbatch.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def _bad_files_message(bad: list[SkippedFile], where: str, skipping: bool) -> st
 
 def _inspect(files: InputFiles, path: str, columns: ColumnOptions) -> _File:
     """One file: readable, its columns and their types, its row count and ids."""
-    shown = path if files.is_local else files.fs.unstrip_protocol(path)
+    shown = path if files.is_local else redact(files.fs.unstrip_protocol(path))  # in messages, metadata, summary
     file = _File(shown)
     try:
         if files.kind == "parquet":
@@ -150,7 +151,7 @@ def _inspect(files: InputFiles, path: str, columns: ColumnOptions) -> _File:
                 file.ids = table.column(columns.id_column).combine_chunks()
     except Exception as error:  # noqa: BLE001 - whatever the reader says, this file cannot be read
         kind = "Parquet" if files.kind == "parquet" else "Arrow"
-        file.problem = f"not a readable {kind} file ({type(error).__name__}: {error})"
+        file.problem = redact(f"not a readable {kind} file ({type(error).__name__}: {error})")
         return file
     if file.ids is not None:
         file.id_type = file.ids.type

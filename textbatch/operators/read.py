@@ -3,6 +3,10 @@
 The input is resolved on the driver first (list the files, read the first file's schema), so a wrong path, a missing
 column or a non-text column fails at once with a message naming it, before any Ray task starts.
 
+With `sources` (input file -> group index, from the job's commit plan: textbatch/jobs/commit.py), exactly those files
+are read and each row gets a `_group` column naming its input group, so that the write step can commit each group's
+rows on their own; Ray Data's `include_paths` says which file a row came from.
+
 Local paths are made absolute, because Ray workers do not share the driver's working directory. `memory://` URLs
 resolve here but cannot be read by Ray workers (each process has its own memory filesystem); use a local folder, a
 `file://`, `s3://` or `gs://` URL instead.
@@ -14,9 +18,11 @@ import dataclasses
 import logging
 import os
 import posixpath
+from collections.abc import Mapping
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
@@ -26,12 +32,15 @@ from textbatch.operators.datasets_folder import (
     datasets_arrow_files,
     is_datasets_folder,
 )
+from textbatch.redact import redact
 
 logger = logging.getLogger(__name__)
 
 ID = "id"
 TEXT = "text"
 TEXT_PAIR = "text_pair"
+GROUP = "_group"  # the input group a row came from (int32)
+FILE_PATH = "path"  # the column Ray Data's include_paths adds
 _GLOB_CHARS = "*?["
 
 
@@ -39,7 +48,7 @@ _GLOB_CHARS = "*?["
 class InputFiles:
     """What `--input` resolved to: the data files, their format and the filesystem that holds them."""
 
-    where: str  # the input as the user wrote it, for messages
+    where: str  # the input as the user wrote it, credentials redacted: for messages
     kind: str  # "parquet" or "arrow"
     paths: tuple[str, ...]  # paths on `fs` (no protocol)
     fs: fsspec.AbstractFileSystem
@@ -57,7 +66,8 @@ class InputFiles:
             with self.fs.open(first, "rb") as handle:
                 return pq.read_schema(handle)
         except (pa.ArrowInvalid, OSError) as error:
-            raise ValueError(f"{self.fs.unstrip_protocol(first)} is not a readable Parquet file: {error}") from error
+            where = redact(self.fs.unstrip_protocol(first))
+            raise ValueError(f"{where} is not a readable Parquet file: {error}") from error
 
 
 def _is_data_file(path: str) -> bool:
@@ -72,6 +82,8 @@ def resolve_input(input_path: str | os.PathLike) -> InputFiles:
     if "://" not in where:
         where = os.path.abspath(os.path.expanduser(where))
     fs, path = fsspec.core.url_to_fs(where)
+    fs.invalidate_cache()  # fsspec caches listings per process: see the files added since an earlier run in it
+    where = redact(where)  # from here on only for messages
     if any(char in path for char in _GLOB_CHARS):
         matches = sorted(match for match in fs.glob(path) if fs.isfile(match))
         arrow = [match for match in matches if match.endswith(".arrow")]
@@ -143,9 +155,10 @@ def read_texts(
     id_column: str = ID,
     pair_column: str | None = None,
     num_cpus: float | None = None,
+    sources: Mapping[str, int] | None = None,
 ):
     """A Ray Dataset with columns `id` and `text` (renamed from `id_column`/`text_column`), and `text_pair` (from
-    `pair_column`, when given), one row per input row.
+    `pair_column`, when given), one row per input row; with `sources`, only those files, and a `_group` column.
 
     `input_path` may be what `resolve_input` (or preflight.check_input) resolved, to read just those files.
     `num_cpus` is what each read task reserves (Ray's default is 1).
@@ -154,17 +167,29 @@ def read_texts(
 
     files = input_path if isinstance(input_path, InputFiles) else resolve_input(input_path)
     check_text_columns(files.schema(), text_column, id_column, files.where, pair_column)
-    logger.info("reading %d %s file(s) from %s", len(files.paths), files.kind, files.where)
     columns = [id_column, text_column] + ([pair_column] if pair_column is not None else [])
+    paths = list(files.paths) if sources is None else list(sources)
+    if sources is not None and FILE_PATH in columns:
+        raise ValueError(
+            f"the input column {FILE_PATH!r} cannot be read: Ray Data names its input file column so; "
+            "rename it in the input"
+        )
+    logger.info("reading %d of %d %s file(s) from %s", len(paths), len(files.paths), files.kind, files.where)
+    read_columns = columns + ([FILE_PATH] if sources is not None else [])
     filesystem = _arrow_filesystem(files)
     if files.kind == "parquet":
-        # select_columns is pushed down into the Parquet scan: only these two columns are read.
+        # select_columns is pushed down into the Parquet scan: only these columns are read.
         dataset = ray.data.read_parquet(
-            list(files.paths), filesystem=filesystem, partitioning=None, num_cpus=num_cpus
-        ).select_columns(columns)
+            paths, filesystem=filesystem, partitioning=None, num_cpus=num_cpus, include_paths=sources is not None
+        ).select_columns(read_columns)
     else:
-        source = ArrowStreamDatasource(list(files.paths), columns, filesystem=filesystem)
+        source = ArrowStreamDatasource(paths, columns, filesystem=filesystem, include_paths=sources is not None)
         dataset = ray.data.read_datasource(source, num_cpus=num_cpus)
+    if sources is not None:
+        dataset = dataset.map_batches(
+            tag_groups, fn_kwargs={"sources": dict(sources)}, batch_format="pyarrow", batch_size=None,
+            num_cpus=num_cpus,
+        )
     wanted = ((id_column, ID), (text_column, TEXT), (pair_column, TEXT_PAIR))
     renames = {old: new for old, new in wanted if old is not None and old != new}
     if renames:
@@ -172,3 +197,15 @@ def read_texts(
         dataset = dataset.rename_columns({old: f"__{new}" for old, new in renames.items()})
         dataset = dataset.rename_columns({f"__{new}": new for new in renames.values()})
     return dataset
+
+
+def tag_groups(batch: pa.Table, sources: Mapping[str, int]) -> pa.Table:
+    """Replace Ray's `path` column by `_group`, the index of the row's input group."""
+    paths = batch.column(FILE_PATH)
+    seen = pc.unique(paths)
+    try:
+        indices = pa.array([sources[path] for path in seen.to_pylist()], pa.int32())
+    except KeyError as error:
+        raise ValueError(f"read {redact(error.args[0])}, a file the run did not plan to read") from None
+    groups = pc.take(indices, pc.index_in(paths, value_set=seen))
+    return batch.drop_columns([FILE_PATH]).append_column(GROUP, groups)

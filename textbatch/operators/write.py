@@ -12,8 +12,11 @@ The embedding job's files (`EmbeddingParquetDatasink`): `id`, `embedding` (fixed
 where `error` is set), `n_tokens` (int32, tokens the model saw, `<s>` and `</s>` included), `truncated` (bool),
 `error` (string, null when the row was embedded), metadata under `textbatch.embed`.
 
-An existing output folder is replaced only when it holds nothing but Parquet files (an earlier run's output);
-anything else in it makes the write fail instead of deleting it.
+Committing (textbatch/jobs/commit.py decides what and where): the sink writes into one run attempt's staging folder.
+Rows carry `_group`, the index of the input group they came from (operators/read.py tags them); a write task writes
+one part file per group among its rows, named `<its label>-<task>.parquet`, and after it a marker
+`<same name>.json` saying how many rows of which group the part holds. A part without its marker is incomplete and
+is never committed; a retried task rewrites the same names. Nothing here deletes anything.
 """
 
 from __future__ import annotations
@@ -21,17 +24,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import posixpath
 from collections import Counter
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from ray.data._internal.util import call_with_retry
 from ray.data.block import BlockAccessor
 from ray.data.datasource import BlockBasedFileDatasink, SaveMode
 
+from textbatch.jobs.commit import MARKER_SUFFIX, PART_SUFFIX, marker_bytes
 from textbatch.operators.columns import require_columns
 from textbatch.operators.predict import PADDED_TOKENS
+from textbatch.operators.read import GROUP
 from textbatch.operators.row_errors import error_reason
 from textbatch.operators.tokenize import CUT_AT_MAX_CHARS
 
@@ -114,8 +121,9 @@ def _total(column: pa.ChunkedArray | pa.Array) -> int:
 class ResultParquetDatasink(BlockBasedFileDatasink):
     """`dataset.write_datasink(sink)`; afterwards `sink.counts` holds the totals (on the driver).
 
-    `columns` are written in that order (every one must be present, and so must `error` and `tokens_column`);
-    `job` names the metadata key `textbatch.<job>`.
+    `path` is the run attempt's staging folder; `groups[g]` is (the start of its part names, its key) for input
+    group `g` (rows without a `_group` column belong to group 0). `columns` are written in that order (every one
+    must be present, and so must `error` and `tokens_column`); `job` names the metadata key `textbatch.<job>`.
     """
 
     def __init__(
@@ -125,45 +133,22 @@ class ResultParquetDatasink(BlockBasedFileDatasink):
         columns: tuple[str, ...],
         job: str,
         metadata: dict[str, Any],
+        groups: tuple[tuple[str, str], ...] = (("part", "all"),),
         tokens_column: str = "n_tokens",
         sum_columns: tuple[str, ...] = (),
-        overwrite: bool = True,
         **kwargs,
     ):
         super().__init__(path, file_format="parquet", mode=SaveMode.APPEND, **kwargs)
         self.columns = tuple(columns)
+        self.groups = tuple(groups)
         self.tokens_column = tokens_column
         self.sum_columns = tuple(sum_columns)
-        self.overwrite = overwrite
         self.metadata = {METADATA_PREFIX + job: json.dumps(metadata, sort_keys=True, default=str)}
         self.counts = WrittenCounts()
 
     # -- driver side ---------------------------------------------------------------------------------------------
-    def on_write_start(self, schema: pa.Schema | None = None) -> None:
-        if not self._write_started:
-            self._clear_earlier_output()
-        super().on_write_start(schema)
-
-    def _clear_earlier_output(self) -> None:
-        from pyarrow.fs import FileSelector, FileType
-
-        if self.filesystem.get_file_info(self.path).type == FileType.NotFound:
-            return
-        entries = self.filesystem.get_file_info(FileSelector(self.path, recursive=True))
-        if not entries:
-            return
-        strangers = [e.path for e in entries if e.type != FileType.File or not e.path.endswith(".parquet")]
-        if strangers or not self.overwrite:
-            why = f"it holds other files, e.g. {strangers[0]}" if strangers else "overwrite is off"
-            raise FileExistsError(
-                f"output folder {self.unresolved_path} is not empty and {why}; choose a new or empty folder"
-            )
-        logger.info("replacing %d Parquet file(s) of an earlier run in %s", len(entries), self.unresolved_path)
-        for entry in entries:
-            self.filesystem.delete_file(entry.path)
-
     def on_write_complete(self, write_result) -> None:
-        super().on_write_complete(write_result)
+        # Not the base class's: it deletes the folder when no rows were written, and this one holds the attempt.
         total = WrittenCounts()
         for counts in write_result.write_returns:
             if counts is not None:
@@ -172,17 +157,40 @@ class ResultParquetDatasink(BlockBasedFileDatasink):
 
     # -- write tasks ---------------------------------------------------------------------------------------------
     def write(self, blocks, ctx) -> WrittenCounts:
-        blocks = list(blocks)
-        counts = WrittenCounts()
-        for block in blocks:
-            table = BlockAccessor.for_block(block).to_arrow()
-            if table.num_rows:
-                needed = dict.fromkeys((*self.columns, "error", self.tokens_column, *self.sum_columns))
-                require_columns(table, needed, "write")
-                counts = counts + WrittenCounts.of_table(table, self.tokens_column, self.sum_columns)
-        super().write(blocks, ctx)
-        counts.files = 1 if counts.rows else 0
+        tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
+        tables = [table for table in tables if table.num_rows]
+        if not tables:
+            return WrittenCounts()
+        table = pa.concat_tables(tables, promote_options="permissive")
+        needed = dict.fromkeys((*self.columns, "error", self.tokens_column, *self.sum_columns))
+        require_columns(table, needed, "write")
+        counts = WrittenCounts.of_table(table, self.tokens_column, self.sum_columns)
+        if GROUP in table.column_names:
+            groups = table.column(GROUP)
+        else:
+            groups = pa.repeat(pa.scalar(0, pa.int32()), table.num_rows)
+        for group in pc.unique(groups).to_pylist():
+            label, key = self.groups[group]
+            self.write_part(table.filter(pc.equal(groups, group)), f"{label}-{ctx.task_idx:06d}", key)
+            counts.files += 1
         return counts
+
+    def write_part(self, table: pa.Table, name: str, group_key: str) -> None:
+        """The part file, then its marker: the part counts only once both are there."""
+        part_path = posixpath.join(self.path, name + PART_SUFFIX)
+        marker_path = posixpath.join(self.path, name + MARKER_SUFFIX)
+
+        def write_data() -> None:
+            with self.open_output_stream(part_path) as file:
+                self.write_block_to_file(BlockAccessor.for_block(table), file)
+
+        def write_marker() -> None:
+            with self.open_output_stream(marker_path) as file:
+                file.write(marker_bytes(name + PART_SUFFIX, group_key, table.num_rows))
+
+        retry_on = self._data_context.retried_io_errors
+        call_with_retry(write_data, description=f"write {name}{PART_SUFFIX}", match=retry_on)
+        call_with_retry(write_marker, description=f"write {name}{MARKER_SUFFIX}", match=retry_on)
 
     def write_block_to_file(self, block: BlockAccessor, file) -> None:
         table = block.to_arrow()
@@ -206,8 +214,8 @@ def with_file_counts(metadata: dict[str, str], table: pa.Table) -> dict[str, str
 class EmbeddingParquetDatasink(ResultParquetDatasink):
     """The embedding job's sink: OUTPUT_COLUMNS, metadata under `textbatch.embed`."""
 
-    def __init__(self, path: str, *, metadata: dict[str, Any], overwrite: bool = True, **kwargs):
-        super().__init__(path, columns=OUTPUT_COLUMNS, job="embed", metadata=metadata, overwrite=overwrite, **kwargs)
+    def __init__(self, path: str, *, metadata: dict[str, Any], **kwargs):
+        super().__init__(path, columns=OUTPUT_COLUMNS, job="embed", metadata=metadata, **kwargs)
 
 
 def read_run_metadata(path: str) -> dict[str, Any]:
