@@ -14,10 +14,6 @@ special tokens; both texts of a pair), truncated (cut to --max-length, a pair lo
 sigmoid when the checkpoint's problem_type is multi_label_classification (or it has one output), raw logits for
 regression; --function overrides. A null text (or null pair) comes out with an error and no label; the other rows
 are unaffected. XLM-RoBERTa and FlauBERT checkpoints work.
-
-Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
-any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
-and failures".
 """
 
 from __future__ import annotations

@@ -7,10 +7,6 @@ With no arguments: the bundled sample corpus, the bundled tiny checkpoint, outpu
 
 Output columns: id, embedding (fixed-size list of float32; null when error is set), n_tokens, truncated, error.
 A null text comes out with error "text is null" and no embedding; an empty text is embedded as "<s></s>".
-
-Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
-any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
-and failures".
 """
 
 from __future__ import annotations

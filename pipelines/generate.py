@@ -13,10 +13,6 @@ is set), n_input_tokens (prompt tokens with </s>), n_generated_tokens (after the
 error. A null prompt comes out with error "text is null"; the other rows are unaffected. Prompts are batched by
 length, padded to a few shapes; padding never changes a prompt's output. Generation options left out take the
 checkpoint's generation_config.json.
-
-Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
-any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
-and failures".
 """
 
 from __future__ import annotations

@@ -15,10 +15,6 @@ token is tagged. A null text comes out with error "text is null" and no entities
 XLM-RoBERTa and FlauBERT checkpoints work; FlauBERT's tokenizer gives no character offsets, so its `start`/`end` are
 null (as in transformers' pipeline with that tokenizer), its words come from the BPE end-of-word marks, and its
 windows are merged by token positions.
-
-Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
-any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
-and failures".
 """
 
 from __future__ import annotations

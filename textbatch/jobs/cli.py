@@ -24,9 +24,16 @@ from textbatch.redact import RedactingFilter, redact
 Options = TypeVar("Options", bound=JobOptions)
 
 
+# What every job's --help ends with: the rules they share.
+NOTHING_LOST = """\
+Any row that cannot be processed comes out with an error and the reason; a bad input file stops the job before
+any model loads, naming the file (--on-bad-file skip goes on without it). See the README's "Bad rows, bad files
+and failures"."""
+
+
 def job_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=description, epilog=NOTHING_LOST, formatter_class=argparse.RawDescriptionHelpFormatter
     )
 
 
