@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import jax.numpy as jnp
 import pytest
 
+from tests.bench.scripts import bench_script
 from textbatch.models.quantize import params_bytes
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "plan_ul2.py"
 GIB = 2**30
 
 
 @pytest.fixture(scope="module")
 def plan_ul2():
-    spec = importlib.util.spec_from_file_location("plan_ul2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["plan_ul2"] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("plan_ul2") as module:
         yield module
-    finally:
-        del sys.modules["plan_ul2"]
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
-"""Failures are survived: the embedding job on the session's local Ray with faults injected by swapping its model
-step for a subclass. A row the model raises on is isolated to that row; a model actor that dies mid-run is
-restarted and its batch retried, and the job still writes every row."""
+"""Failures are survived: the embedding job on the session's local Ray with faults injected by swapping its steps
+for subclasses (faults.py). A row the model raises on is isolated to that row; a batch that raises once is retried
+and no row fails; a model or tokenizer actor that dies (before or after it has returned batches) is restarted and its
+batch retried, and the job still writes every row exactly once, as a clean run computes it."""
 
 from __future__ import annotations
 
 import collections
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.pipelines.bad_rows import clean_run, good_texts, read_job_output
+from tests.pipelines.faults import killed_once, poisoned, raises_once
 from textbatch.jobs.embed import TINY_MODEL, EmbedOptions, run_embed
 from textbatch.operators.predict import PredictEmbeddings
 from textbatch.operators.tokenize import Tokenize
@@ -22,30 +23,6 @@ LENGTH = 64
 BUCKETS = (32, LENGTH)
 ROWS = 24
 POISON_ID = 17
-
-
-class PoisonedEmbeddings(PredictEmbeddings):
-    """Raises on every batch in which it would embed row POISON_ID: one row the model cannot take."""
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        ids, errors = batch.column("id").to_pylist(), batch.column("error").to_pylist()
-        if any(key == POISON_ID and error is None for key, error in zip(ids, errors)):
-            raise ValueError(f"row {POISON_ID} is poisoned")
-        return super().__call__(batch)
-
-
-def dies_once(marker: Path) -> type:
-    """A model step whose first call kills its actor's process, once per test (the marker file remembers)."""
-    marker_path = str(marker)
-
-    class DiesOnce(PredictEmbeddings):
-        def __call__(self, batch: pa.Table) -> pa.Table:
-            if not os.path.exists(marker_path):
-                Path(marker_path).write_text(str(os.getpid()))
-                os._exit(1)  # as a segfault or an out-of-memory kill would: no exception, no cleanup
-            return super().__call__(batch)
-
-    return DiesOnce
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +50,7 @@ def options(folder: Path, out: Path) -> EmbedOptions:
 
 def test_a_poisoned_row_fails_alone(ray_session, corpus, tmp_path):
     folder, clean = corpus
-    summary = run_embed(options(folder, tmp_path / "out"), model_operator=PoisonedEmbeddings)
+    summary = run_embed(options(folder, tmp_path / "out"), model_operator=poisoned(PredictEmbeddings, POISON_ID))
     table, _ = read_job_output(tmp_path / "out")
     assert collections.Counter(table.column("id").to_pylist()) == collections.Counter(range(ROWS))
     rows = {row["id"]: row for row in table.to_pylist()}
@@ -86,11 +63,27 @@ def test_a_poisoned_row_fails_alone(ray_session, corpus, tmp_path):
     assert (summary.rows, summary.errors, summary.error_kinds) == (ROWS, 1, {"model failed": 1})
 
 
-def test_an_actor_that_dies_is_restarted_and_every_row_written(ray_session, corpus, tmp_path):
+# Faults that pass: a dead actor is restarted and its batch retried, a batch that raised runs again. Each fault is the
+# operators to give run_embed, made with the marker file that says it happened.
+PASSING_FAULTS = {
+    "a model actor dies on its first batch": lambda marker: {"model_operator": killed_once(PredictEmbeddings, marker)},
+    # Its two batches' rows have gone downstream when it dies: the restart must not write them again.
+    "a model actor dies after two batches": lambda marker: {
+        "model_operator": killed_once(PredictEmbeddings, marker, after_calls=2)
+    },
+    "a tokenizer actor dies after a batch": lambda marker: {
+        "tokenize_operator": killed_once(Tokenize, marker, after_calls=1)
+    },
+    "a model call raises once": lambda marker: {"model_operator": raises_once(PredictEmbeddings, marker)},
+}
+
+
+@pytest.mark.parametrize("fault", PASSING_FAULTS)
+def test_a_passing_fault_leaves_every_row_as_a_clean_run(ray_session, corpus, tmp_path, fault):
     folder, clean = corpus
-    marker = tmp_path / "died"
-    summary = run_embed(options(folder, tmp_path / "out"), model_operator=dies_once(marker))
-    assert marker.exists()  # an actor did die
+    marker = tmp_path / "fault"
+    summary = run_embed(options(folder, tmp_path / "out"), **PASSING_FAULTS[fault](marker))
+    assert marker.exists()  # the fault did happen
     table, _ = read_job_output(tmp_path / "out")
     assert collections.Counter(table.column("id").to_pylist()) == collections.Counter(range(ROWS))
     assert table.column("error").null_count == ROWS and (summary.rows, summary.errors) == (ROWS, 0)

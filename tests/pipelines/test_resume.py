@@ -6,51 +6,16 @@ from __future__ import annotations
 import collections
 import glob
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from tests.pipelines.killed_driver import end_session, kill_after_a_commit, start_job
 from textbatch.jobs.embed import SAMPLE_CORPUS
 from textbatch.outputs import read_output
 
-REPO = Path(__file__).resolve().parents[2]
 FILES, ROWS = 12, 20
-
-
-def session_processes(session: int) -> list[int]:
-    listed = subprocess.run(["ps", "-o", "pid=", "-s", str(session)], capture_output=True, text=True, check=False)
-    return [int(pid) for pid in listed.stdout.split()]
-
-
-def end_session(session: int) -> None:
-    """SIGKILL every process of the session the job started in (its driver, and the local Ray it started: Ray's
-    workers do not die with the driver), one by one, by id; wait until they are gone."""
-    deadline = time.monotonic() + 30
-    while (pids := session_processes(session)) and time.monotonic() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
-
-
-def start_job(corpus: Path, out: Path, log: Path) -> subprocess.Popen:
-    command = [
-        sys.executable, str(REPO / "pipelines" / "embed.py"), "--input", str(corpus), "--output", str(out),
-        "--max-length", "64", "--commit-bytes", "1", "--rows-per-model-call", "4",
-    ]  # fmt: skip
-    # A Ray of its own (never a cluster the machine runs), and each tiny file its own read task, so that input groups
-    # reach the writer one after another as they would in a large corpus.
-    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_DATA_PARQUET_BIN_PACKING_BYTES": "1"}
-    with open(log, "w") as handle:
-        return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.fixture
@@ -67,16 +32,7 @@ def test_a_killed_run_resumes_where_it_stopped(corpus, tmp_path):
     folder, ids = corpus
     out = tmp_path / "out"
     job = start_job(folder, out, tmp_path / "killed.log")
-    try:
-        deadline = time.monotonic() + 300
-        while not glob.glob(f"{out}/_temporary/*/part-*.json"):  # a part is complete: kill now
-            assert job.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no part committed in 300 s"
-            time.sleep(0.05)
-        os.kill(job.pid, signal.SIGKILL)
-        job.wait()
-    finally:
-        end_session(job.pid)
+    kill_after_a_commit(job, out, tmp_path / "killed.log")
     assert not (out / "_SUCCESS").exists(), "the job finished before it could be killed"
     with pytest.raises(FileNotFoundError, match="never committed"):
         read_output(str(out))
