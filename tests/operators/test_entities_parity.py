@@ -15,7 +15,7 @@ import transformers
 
 from textbatch.jobs.label import SAMPLE_CORPUS, TINY_MODEL
 from textbatch.operators.entities import AGGREGATIONS, EntityAggregator
-from textbatch.operators.token_classify import TagEntities, entity_type, tokens_to_string
+from textbatch.operators.token_classify import TagEntities, entity_type
 from textbatch.operators.tokenize import Tokenize
 
 # The reference warns that sentencepiece tokenizers do not mark words (it then guesses from spaces, as we do).
@@ -50,7 +50,7 @@ def with_aggregation(tagger: TagEntities, aggregation: str) -> TagEntities:
     """The same loaded (and compiled) tagger with another aggregation strategy."""
     other = copy.copy(tagger)
     other.aggregator = EntityAggregator(
-        tagger.aggregator.id2label, tokens_to_string(tagger.tokenizer), aggregation
+        tagger.aggregator.id2label, tagger.tokenizer.convert_tokens_to_string, aggregation
     )
     other.type = entity_type(aggregation)
     return other

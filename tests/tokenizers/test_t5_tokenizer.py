@@ -164,3 +164,10 @@ def test_overrides_and_errors(folders, tmp_path):
     (tmp_path / "spiece.model").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a sentencepiece model"):
         T5Tokenizer.from_pretrained(tmp_path)
+
+
+def test_convert_tokens_to_string(both, lines):
+    ours, ref = both
+    for line in lines[:200]:
+        tokens = ref.tokenize(line)
+        assert ours.convert_tokens_to_string(tokens) == ref.convert_tokens_to_string(tokens), line

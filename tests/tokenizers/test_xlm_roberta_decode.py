@@ -59,3 +59,14 @@ def test_decode_accepts_arrays_and_ints(ours, ref):
     assert ours.batch_decode(np.array([ids, ids])) == [expected, expected]
     with pytest.raises(ValueError, match="batch_decode"):
         ours.decode(np.array([ids, ids]))
+
+
+def test_convert_tokens_to_string(both, lines):
+    """Pieces joined back into text as transformers joins them, for whole texts and for single words' pieces."""
+    ours, ref = both
+    for line in lines[:200]:
+        tokens = ref.tokenize(line)
+        assert ours.convert_tokens_to_string(tokens) == ref.convert_tokens_to_string(tokens), line
+        for start in range(0, len(tokens), 3):
+            piece = tokens[start : start + 2]
+            assert ours.convert_tokens_to_string(piece) == ref.convert_tokens_to_string(piece), piece

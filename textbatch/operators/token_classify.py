@@ -54,12 +54,6 @@ def uses_offsets(tokenizer) -> bool:
     return offsets_unavailable(tokenizer) is None
 
 
-def tokens_to_string(tokenizer):
-    """The tokenizer's way of joining token pieces into text (transformers' `convert_tokens_to_string`)."""
-    join = getattr(tokenizer, "convert_tokens_to_string", None)
-    return join if join is not None else tokenizer._decode_tokens
-
-
 class TagEntities:
     """Callable for `map_batches(batch_format="pyarrow")`: loads the checkpoint and its tokenizer once per actor.
 
@@ -109,7 +103,7 @@ class TagEntities:
         self.stride = int(stride)
         self.unk_id = self.tokenizer.unk_token_id
         self.aggregator = EntityAggregator(
-            model.config.id2label, tokens_to_string(self.tokenizer), aggregation, labels_only
+            model.config.id2label, self.tokenizer.convert_tokens_to_string, aggregation, labels_only
         )
         self.type = entity_type(aggregation)
 

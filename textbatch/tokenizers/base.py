@@ -436,6 +436,10 @@ class BaseTokenizer:
     ) -> list[str]:
         return [self.decode(ids, skip_special_tokens, clean_up_tokenization_spaces) for ids in sequences]
 
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        """Token pieces joined back into text, as `decode` joins them (special tokens kept as written)."""
+        return self._decode_tokens(list(tokens))
+
     def _special_ids_for_decoding(self) -> frozenset[int]:
         return frozenset(self.all_special_ids)
 

@@ -347,12 +347,9 @@ class FlaubertTokenizer(BaseTokenizer):
         return _Encoded(ids)
 
     # -- ids -> text ---------------------------------------------------------------------------------------------------
-    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+    def _decode_tokens(self, tokens: list[str]) -> str:
         """Concatenate the pieces, each end-of-word mark becoming a space."""
         return "".join(tokens).replace(END_OF_WORD, " ").strip()
-
-    def _decode_tokens(self, tokens: list[str]) -> str:
-        return self.convert_tokens_to_string(tokens)
 
     def __repr__(self) -> str:
         return (
