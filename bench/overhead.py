@@ -24,7 +24,6 @@ import numpy as np
 from embed import BASE_SIZES, make_checkpoint, make_corpus, run_textbatch, tokenized
 from measure import encoder_flops, gb, load_average, markdown_table, matmul_peaks, run_isolated, tree_cpu_seconds
 
-
 # An empty compilation cache, then twice the cache the earlier runs filled (the second rerun: a nightly job's steady
 # state, once the shapes a cheaper compile made worth adding are cached too).
 STATES = ("cold", "rerun", "second rerun")

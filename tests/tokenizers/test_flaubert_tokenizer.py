@@ -133,9 +133,9 @@ def test_truncation_arithmetic_equals_the_reference_on_a_grid(both):
     import logging
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    for len_a in range(0, 9):
-        for len_b in [None] + list(range(0, 9)):
-            for budget in range(0, 12):
+    for len_a in range(9):
+        for len_b in [None] + list(range(9)):
+            for budget in range(12):
                 for strategy in ("longest_first", "only_first", "only_second"):
                     a, b = list(range(len_a)), None if len_b is None else list(range(100, 100 + len_b))
                     remove = len_a + (len_b or 0) - budget
@@ -216,7 +216,7 @@ def test_vocabulary_and_special_tokens(both):
         assert getattr(ours, f"{name}_token_id") == getattr(ref, f"{name}_token_id"), name
     tokens = ["<s>", "le</w>", "not-a-piece", "<special1>", "<special7>", "</s>"]
     assert ours.convert_tokens_to_ids(tokens) == ref.convert_tokens_to_ids(tokens)
-    ids = list(range(0, 40)) + [len(ours) - 1, len(ours) + 5]
+    ids = list(range(40)) + [len(ours) - 1, len(ours) + 5]
     assert ours.convert_ids_to_tokens(ids) == ref.convert_ids_to_tokens(ids)
     assert ours.convert_ids_to_tokens(ids, skip_special_tokens=True) == ref.convert_ids_to_tokens(
         ids, skip_special_tokens=True

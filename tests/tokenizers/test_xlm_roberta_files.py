@@ -81,7 +81,7 @@ def test_pickle_round_trip(ours, lines):
     ours(lines)  # fill the caches; they are not shipped
     clone = pickle.loads(pickle.dumps(ours))
     assert clone(lines, return_offsets_mapping=True) == ours(lines, return_offsets_mapping=True)
-    assert len(pickle.dumps(ours)) < 3 * len((ours._model_bytes)) + 500_000
+    assert len(pickle.dumps(ours)) < 3 * len(ours._model_bytes) + 500_000
 
 
 def test_missing_and_wrong_files_are_named(tmp_path, xlmr_folder):

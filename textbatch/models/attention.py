@@ -18,7 +18,7 @@ def attend(
     bias: jax.Array | None,
     *,
     scale: float,
-    dropout: "callable | None" = None,
+    dropout: callable | None = None,
     head_mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """query [batch, q_len, heads, head_dim], key/value [batch, k_len, heads, head_dim] -> (context, probabilities).

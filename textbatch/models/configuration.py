@@ -64,7 +64,7 @@ class PretrainedConfig:
         return bool(self.return_dict)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> "PretrainedConfig":
+    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> PretrainedConfig:
         declared = values.get("model_type")
         if cls.model_type and declared and declared != cls.model_type:
             raise ValueError(
@@ -73,7 +73,7 @@ class PretrainedConfig:
         return cls(**{**values, **overrides})
 
     @classmethod
-    def from_pretrained(cls, path_or_url: str, **overrides: Any) -> "PretrainedConfig":
+    def from_pretrained(cls, path_or_url: str, **overrides: Any) -> PretrainedConfig:
         from textbatch.storage import Folder
 
         return cls.from_dict(Folder.open(path_or_url).read_json("config.json"), **overrides)

@@ -547,7 +547,7 @@ class FlaxFlaubertModel(FlaxFlaubertPreTrainedModel):
 
 
 # The heads live in their own file; importers find every class here (flaubert_heads imports the names above).
-from textbatch.models.flaubert_heads import (  # noqa: E402 (after the names it imports)
+from textbatch.models.flaubert_heads import (
     FlaxFlaubertForMultipleChoice,
     FlaxFlaubertForQuestionAnsweringSimple,
     FlaxFlaubertForSequenceClassification,
