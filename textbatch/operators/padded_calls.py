@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from textbatch.operators.batching import bucket_lengths, plan_batches
+from textbatch.operators.batching import bucket_lengths, pad_rows, plan_batches
 
 logger = logging.getLogger(__name__)
 
@@ -59,19 +59,30 @@ class PaddedCaller:
         self.buckets = tuple(buckets)
         self._shapes_seen: set[tuple[int, int]] = set()
 
+    @classmethod
+    def for_model(cls, model: Any, function: Callable, *, batch_tokens: int, buckets: Sequence[int]) -> PaddedCaller:
+        """Calls of `function(params, ids, mask)`, compiled per padded shape, with the model's parameters placed once
+        and its pad id."""
+        import jax
+
+        params = jax.device_put(model.params)
+        compiled = jax.jit(function)
+        return cls(
+            lambda ids, mask: compiled(params, ids, mask),
+            pad_id=model.config.pad_token_id,
+            batch_tokens=batch_tokens,
+            buckets=buckets,
+        )
+
     def __call__(self, rows: Sequence[Sequence[int]]) -> tuple[list[np.ndarray], np.ndarray]:
         lengths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        values = np.concatenate([np.asarray(row, dtype=np.int32) for row in rows]) if rows else np.zeros(0, np.int32)
         outputs: list[np.ndarray] = [None] * len(rows)  # type: ignore[list-item]
         shares = np.zeros(len(rows), dtype=np.float64)
         pending = []
         for batch in plan_batches(lengths, self.batch_tokens, self.buckets):
-            ids = np.full((batch.size, batch.length), self.pad_id, dtype=np.int32)
-            mask = np.zeros((batch.size, batch.length), dtype=np.int32)
-            for slot, row in enumerate(batch.rows):
-                ids[slot, : lengths[row]] = rows[row]
-                mask[slot, : lengths[row]] = 1
-            ids[len(batch.rows) :] = ids[0]
-            mask[len(batch.rows) :] = mask[0]
+            ids, mask = pad_rows(values, offsets, batch.rows, batch.size, batch.length, self.pad_id)
             if (batch.size, batch.length) not in self._shapes_seen:
                 self._shapes_seen.add((batch.size, batch.length))
                 logger.debug("compiling for shape [%d, %d]", batch.size, batch.length)

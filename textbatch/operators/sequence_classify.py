@@ -109,14 +109,7 @@ class ClassifySequences:
                 outputs = model(input_ids, attention_mask=mask, params=params)
             return outputs.logits.astype(jnp.float32)  # [batch, labels]
 
-        params = jax.device_put(model.params)
-        compiled = jax.jit(logits)
-        self.caller = PaddedCaller(
-            lambda ids, mask: compiled(params, ids, mask),
-            pad_id=model.config.pad_token_id,
-            batch_tokens=batch_tokens,
-            buckets=self.buckets,
-        )
+        self.caller = PaddedCaller.for_model(model, logits, batch_tokens=batch_tokens, buckets=self.buckets)
         logger.info(
             "loaded %s (%s, labels %s, %s) in %.1fs on %s; padded lengths %s",
             model_path,

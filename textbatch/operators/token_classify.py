@@ -111,14 +111,7 @@ class TagEntities:
             logits = model(input_ids, attention_mask=mask, params=params).logits  # [batch, len, labels]
             return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
-        params = jax.device_put(model.params)
-        compiled = jax.jit(scores)
-        self.caller = PaddedCaller(
-            lambda ids, mask: compiled(params, ids, mask),
-            pad_id=model.config.pad_token_id,
-            batch_tokens=batch_tokens,
-            buckets=self.buckets,
-        )
+        self.caller = PaddedCaller.for_model(model, scores, batch_tokens=batch_tokens, buckets=self.buckets)
         logger.info(
             "loaded %s (%s, labels %s) in %.1fs on %s; window %d tokens, stride %d; padded lengths %s",
             model_path,
