@@ -324,8 +324,8 @@ def read_and_tokenize(
     max_length: int | None,
     template: str | None = None,
     *,
+    checked,
     pair_column: str | None = None,
-    checked=None,
     sources: Mapping[str, int] | None = None,
     tokenize_operator: type | None = None,
     **tokenize_options: Any,
@@ -334,7 +334,7 @@ def read_and_tokenize(
 
     `pair_column` reads a second text column as `text_pair` and tokenizes the two as a pair; `tokenize_options` go
     to Tokenize (`offsets`, `keep_text`); `max_length=None` does not truncate. `checked` is the preflight's
-    CheckedInput (default: run it now); `sources` reads only those of its files and tags rows with their input group
+    CheckedInput (the job's dataset builder runs it); `sources` reads only those of its files and tags rows with their input group
     (run_job's commit plan); `tokenize_operator` replaces Tokenize (a subclass, e.g. in tests)."""
     from ray.data import ActorPoolStrategy
 
@@ -343,7 +343,6 @@ def read_and_tokenize(
     from textbatch.operators.row_errors import TOKENIZER_FAILED
     from textbatch.operators.tokenize import Tokenize
 
-    checked = checked if checked is not None else check_job_input(options, pair_column)
     dataset = read_texts(
         checked.files,
         text_column=options.text_column,
