@@ -67,6 +67,17 @@ def make_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def prepare(workdir: Path, rows: int) -> tuple[Path, Path, np.ndarray, float]:
+    """The bench's checkpoint and corpus under `workdir` (made once), the corpus' token lengths and its matmul FLOPs."""
+    from textbatch.tokenizers import XLMRobertaTokenizer
+
+    checkpoint = make_checkpoint(workdir / "xlm-roberta-base-random")
+    corpus = workdir / f"corpus-{rows}"
+    lengths = make_corpus(corpus, rows, XLMRobertaTokenizer.from_pretrained(str(checkpoint)))
+    flops = encoder_flops(lengths, BASE_SIZES["hidden_size"], BASE_SIZES["intermediate_size"], 12)
+    return checkpoint, corpus, lengths, flops
+
+
 def make_corpus(folder: Path, rows: int, tokenizer, seed: int = 0) -> np.ndarray:
     """Writes `rows` texts in 4 Parquet files; returns their token lengths (with <s> and </s>).
 
@@ -249,12 +260,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(args.workdir)
-    checkpoint = make_checkpoint(workdir / "xlm-roberta-base-random")
-    from textbatch.tokenizers import XLMRobertaTokenizer
-
-    corpus = workdir / f"corpus-{args.rows}"
-    lengths = make_corpus(corpus, args.rows, XLMRobertaTokenizer.from_pretrained(str(checkpoint)))
-    flops = encoder_flops(lengths, BASE_SIZES["hidden_size"], BASE_SIZES["intermediate_size"], 12)
+    checkpoint, corpus, lengths, flops = prepare(workdir, args.rows)
     peaks = run_isolated(matmul_peaks)
     print(
         f"corpus: {args.rows} rows, {lengths.sum()} tokens, median length {np.median(lengths):.0f}; "

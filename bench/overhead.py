@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from embed import BASE_SIZES, make_checkpoint, make_corpus, run_textbatch, tokenized
-from measure import encoder_flops, gb, load_average, markdown_table, matmul_peaks, run_isolated, tree_cpu_seconds
+from embed import prepare, run_textbatch, tokenized
+from measure import gb, load_average, markdown_table, matmul_peaks, run_isolated, tree_cpu_seconds
 
 # An empty compilation cache, then twice the cache the earlier runs filled (the second rerun: a nightly job's steady
 # state, once the shapes a cheaper compile made worth adding are cached too).
@@ -80,12 +80,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(args.workdir)
-    checkpoint = make_checkpoint(workdir / "xlm-roberta-base-random")
-    from textbatch.tokenizers import XLMRobertaTokenizer
-
-    corpus = workdir / f"corpus-{args.rows}"
-    lengths = make_corpus(corpus, args.rows, XLMRobertaTokenizer.from_pretrained(str(checkpoint)))
-    flops = encoder_flops(lengths, BASE_SIZES["hidden_size"], BASE_SIZES["intermediate_size"], 12)
+    checkpoint, corpus, lengths, flops = prepare(workdir, args.rows)
     peaks = run_isolated(matmul_peaks)
     print(
         f"corpus: {args.rows} rows, {lengths.sum()} tokens; {os.cpu_count()} CPUs; JAX fp32 matmul peak "
