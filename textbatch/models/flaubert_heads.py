@@ -26,6 +26,7 @@ from textbatch.models.flaubert import (
     FlaxFlaubertPreTrainedModel,
     _dense,
 )
+from textbatch.models.matmuls import product
 from textbatch.models.outputs import (
     ModelOutput,
     MultipleChoiceModelOutput,
@@ -80,7 +81,7 @@ class _TiedProjection(nn.Module):
     def __call__(self, hidden, table):
         bias = self.param("bias", logical(nn.initializers.zeros, ("vocab",)), (self.features,),
                           jnp.float32)
-        logits = jnp.einsum("bld,vd->blv", hidden, table.astype(self.dtype))  # [batch, len, vocab]
+        logits = product("bld,vd->blv", hidden, table, self.dtype)  # [batch, len, vocab]
         return logits + bias.astype(self.dtype)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from textbatch.models.generation_beam import beam_search
 from textbatch.models.generation_logits import process_logits
-from textbatch.models.quantize import int8_matmuls
+from textbatch.models.matmuls import dense_matmuls
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def greedy_or_sample(
         if config.do_sample:
             chosen = jax.random.categorical(sample_rng, scores, axis=-1)
         else:
-            chosen = jnp.argmax(scores, axis=-1)
+            chosen = _argmax(scores)
         chosen = chosen.astype(jnp.int32)
         is_finished = state.is_finished
         if eos:
@@ -200,6 +200,15 @@ def greedy_or_sample(
 
     final = jax.lax.while_loop(condition, step, initial)
     return final.sequences, final.cur_len
+
+
+def _argmax(scores: jax.Array) -> jax.Array:
+    """`jnp.argmax(scores, axis=-1)` (the first best index; a NaN counts as best) as two plain reductions, which XLA's
+    CPU code vectorises: its index-carrying argmax reduction took 5 ms over 64 x 32128 logits, this about 1 ms."""
+    best = jnp.max(scores, axis=-1, keepdims=True)
+    positions = jnp.arange(scores.shape[-1], dtype=jnp.int32)
+    hits = (scores == best) | jnp.isnan(scores)
+    return jnp.min(jnp.where(hits, positions, scores.shape[-1]), axis=-1)
 
 
 def search(
@@ -333,7 +342,7 @@ class Seq2SeqGenerationMixin:
         return self._compiled_generate(config)
 
     def _generate_program(self, params, input_ids, attention_mask, rng, *, config: GenerationConfig):
-        with int8_matmuls():  # int8 kernels (load_in_8bit) are used as they are stored, in the loop body too
+        with dense_matmuls():  # int8 kernels as stored, half precision accumulated in float32, in the loop body too
             return self._generate_traced(params, input_ids, attention_mask, rng, config)
 
     def _generate_traced(self, params, input_ids, attention_mask, rng, config: GenerationConfig):

@@ -25,7 +25,8 @@ from jax.sharding import Mesh
 
 from textbatch.models.checkpoint import iter_flax_params, save_flax_params
 from textbatch.models.configuration import PretrainedConfig
-from textbatch.models.quantize import StoragePlan, dequantize_params, int8_matmuls, params_bytes
+from textbatch.models.matmuls import dense_matmuls
+from textbatch.models.quantize import StoragePlan, dequantize_params, params_bytes
 from textbatch.models.sharding import ParamPlacement, logical_axes, naming_axes, resolve_mesh, shard_batch
 from textbatch.storage import Folder
 
@@ -107,7 +108,7 @@ class FlaxPreTrainedModel:
         return shard_batch(arrays, self.mesh) if self.mesh is not None else arrays
 
     def _apply(self, params, inputs, rngs, cache, **flags):
-        with int8_matmuls():  # int8 kernels (load_in_8bit) are used as they are stored
+        with dense_matmuls():  # int8 kernels as stored, half precision accumulated in float32
             if cache is None:
                 return self.module.apply({"params": params}, **inputs, rngs=rngs, **flags)
             # A KV cache is state the call updates: it goes in as the "cache" collection and comes back out of it.

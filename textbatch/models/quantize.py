@@ -3,11 +3,8 @@
 int8 (`from_pretrained(..., load_in_8bit=True)`): each dense kernel [..., in, out] is stored as int8 values and one
 float32 scale per output channel (absmax / 127, symmetric, round to nearest), about a quarter of its float32 bytes.
 Embeddings, norms and biases stay as they are: they are small next to the kernels, and the embedding rows a token
-looks up would lose precision for no gain in speed. The model code never sees int8: inside `int8_matmuls()` (which
-every compiled entry point of the models opens while it traces) each `nn.Dense` whose kernel is int8 computes
-`(x @ values) * scale`, converting the int8 values where the layer runs. The int8 values are made to depend on
-the layer's input (`_once_available`), so XLA can neither convert every kernel at the start of the program nor hoist
-the conversion out of a decoding loop: either holds a full floating copy of the weights (on CPU, XLA did both).
+looks up would lose precision for no gain in speed. The model code never sees int8: matmuls.py computes each
+`nn.Dense` whose kernel is int8 from it directly.
 
 The bfloat16 rule: parameters a model lists in `keep_in_float32` (T5's `wo`, whose input overflows half precision;
 its relative position table) stay float32 and unquantised whenever the model runs in half precision, as the reference
@@ -18,14 +15,12 @@ Everything here acts on one tensor at a time (numpy, on the host), so loading ne
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -77,44 +72,6 @@ def quantize_kernel(kernel: np.ndarray, dtype: Any = None) -> QuantizedArray:
 
 def _is_quantized(leaf: Any) -> bool:
     return isinstance(leaf, QuantizedArray)
-
-
-def _int8_dense(next_fun, args, kwargs, context):
-    """A flax method interceptor: nn.Dense.__call__ with an int8 kernel, computed here; anything else runs as is."""
-    module = context.module
-    if context.method_name != "__call__" or not isinstance(module, nn.Dense):
-        return next_fun(*args, **kwargs)
-    params = module.variables.get("params", {})
-    kernel = params.get("kernel")
-    if not _is_quantized(kernel):
-        return next_fun(*args, **kwargs)
-    (inputs,) = args
-    inputs = jnp.asarray(inputs)
-    dtype = module.dtype or jnp.result_type(inputs.dtype, kernel.dtype)
-    values = _once_available(inputs, kernel.values)
-    contract = (((inputs.ndim - 1,), (0,)), ((), ()))
-    outputs = jax.lax.dot_general(inputs.astype(dtype), values.astype(dtype), contract)  # [..., out]
-    outputs = outputs * kernel.scale.astype(dtype)  # one scale per output channel: exact to apply after the product
-    if module.use_bias:
-        outputs = outputs + params["bias"].astype(dtype)
-    return outputs
-
-
-def _once_available(inputs: jax.Array, values: jax.Array) -> jax.Array:
-    """`values` unchanged, but as a function of `inputs`: an int8 zero computed from the layer's first input element
-    (finite times 0.0, which XLA cannot fold for floats). So the kernel's conversion cannot run before its layer
-    does, nor be hoisted out of a decoding loop: XLA otherwise converts every kernel up front and keeps a full
-    floating copy of the weights alive (an optimization barrier did not stop it on CPU)."""
-    first = inputs[(0,) * inputs.ndim].astype(jnp.float32)
-    zero = jnp.nan_to_num(first, nan=0.0, posinf=0.0, neginf=0.0) * 0.0
-    return values + zero.astype(values.dtype)
-
-
-@contextlib.contextmanager
-def int8_matmuls() -> Iterator[None]:
-    """While tracing a model inside this context, dense layers with int8 kernels compute from them directly."""
-    with nn.intercept_methods(_int8_dense):
-        yield
 
 
 def dequantize_params(params: Any) -> Any:

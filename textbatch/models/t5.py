@@ -3,7 +3,7 @@ feed-forward -> block -> stack -> modules -> model classes.
 
 Parameter names follow the PyTorch checkpoints (`encoder/block/0/layer/0/SelfAttention/q/kernel`), so loading is the
 generic rename of checkpoint.py. The decoder keeps a static-shape KV cache in the Flax "cache" collection:
-self-attention keys/values of shape [batch, max_length, heads, d_kv] filled one step at a time, and the
+self-attention keys/values of shape [batch, heads, max_length, d_kv] filled one step at a time, and the
 cross-attention keys/values of the encoder output, computed once by `init_cache`.
 """
 
@@ -23,6 +23,7 @@ from textbatch.models.activations import activation
 from textbatch.models.attention import attend
 from textbatch.models.configuration import PretrainedConfig
 from textbatch.models.generation import Seq2SeqGenerationMixin
+from textbatch.models.matmuls import dense_matmuls, product
 from textbatch.models.modeling import FlaxPreTrainedModel
 from textbatch.models.outputs import (
     BaseModelOutput,
@@ -32,7 +33,6 @@ from textbatch.models.outputs import (
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
 )
-from textbatch.models.quantize import int8_matmuls
 from textbatch.models.sharding import logical
 
 
@@ -184,6 +184,9 @@ class T5Attention(nn.Module):
         def split(x):
             return x.reshape(*x.shape[:2], heads, d_kv)  # [batch, len, heads, d_kv]
 
+        def split_heads_first(x):  # keys and values, and so the cache, head-major: decoding steps never transpose them
+            return jnp.swapaxes(split(x), 1, 2)  # [batch, heads, len, d_kv]
+
         to_heads = ("embed", "heads")  # the joined heads x d_kv dimension, head-major
         query = split(_dense(inner, factor * (cfg.d_model * d_kv) ** -0.5, self.dtype, "q", to_heads)(hidden))
         project_key = _dense(inner, factor * cfg.d_model**-0.5, self.dtype, "k", to_heads)
@@ -193,13 +196,16 @@ class T5Attention(nn.Module):
 
         if key_value_states is not None:
             if uses_cache:  # the encoder output's keys/values are computed once, when the cache is made
-                key = self.variable("cache", "cached_key", lambda: split(project_key(key_value_states))).value
-                value = self.variable("cache", "cached_value", lambda: split(project_value(key_value_states))).value
+                key = self.variable("cache", "cached_key", lambda: split_heads_first(project_key(key_value_states)))
+                value = self.variable(
+                    "cache", "cached_value", lambda: split_heads_first(project_value(key_value_states))
+                )
+                key, value = key.value, value.value
             else:
-                key = split(project_key(key_value_states))
-                value = split(project_value(key_value_states))
+                key = split_heads_first(project_key(key_value_states))
+                value = split_heads_first(project_value(key_value_states))
         else:
-            key, value = split(project_key(hidden)), split(project_value(hidden))
+            key, value = split_heads_first(project_key(hidden)), split_heads_first(project_value(hidden))
             if self.causal and uses_cache:
                 initialised = self.has_variable("cache", "cached_key")
                 cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
@@ -207,12 +213,12 @@ class T5Attention(nn.Module):
                 index = self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
                 if initialised:  # write this step's keys/values at the cache index; attend over the whole cache
                     offset = index.value
-                    key = jax.lax.dynamic_update_slice(cached_key.value, key, (0, offset, 0, 0))
-                    value = jax.lax.dynamic_update_slice(cached_value.value, value, (0, offset, 0, 0))
+                    key = jax.lax.dynamic_update_slice(cached_key.value, key, (0, 0, offset, 0))
+                    value = jax.lax.dynamic_update_slice(cached_value.value, value, (0, 0, offset, 0))
                     cached_key.value, cached_value.value = key, value
                     index.value = offset + q_len
 
-        k_len = key.shape[1]
+        k_len = key.shape[2]
         query_positions = offset + jnp.arange(q_len)
         key_positions = jnp.arange(k_len)
         if position_bias is None:
@@ -236,6 +242,7 @@ class T5Attention(nn.Module):
             bias,
             scale=1.0,
             dropout=None if deterministic else lambda p: dropout(p, deterministic=False),
+            heads_first=True,
         )
         output = _dense(cfg.d_model, factor * inner**-0.5, self.dtype, "o", ("heads", "embed"))(
             context.reshape(batch, q_len, inner)
@@ -263,8 +270,8 @@ class T5Attention(nn.Module):
 
 
 class T5DenseActDense(nn.Module):
-    """wi -> act -> wo (v1.0), or act(wi_0) * wi_1 -> wo (gated, v1.1). `wo` always computes in float32: FLAN-T5's
-    activations overflow half precision there (the reference keeps `wo` in float32 for the same reason)."""
+    """wi -> act -> wo (v1.0), or act(wi_0) * wi_1 -> wo (gated, v1.1). `wo` returns float32: FLAN-T5's activations
+    overflow float16 there (the reference keeps `wo` in float32 for the same reason)."""
 
     config: T5Config
     dtype: jnp.dtype = jnp.float32
@@ -281,8 +288,11 @@ class T5DenseActDense(nn.Module):
         else:
             hidden = act(_dense(cfg.d_ff, std_in, self.dtype, "wi", ("embed", "mlp"))(hidden))  # [batch, len, d_ff]
         hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
-        wo = _dense(cfg.d_model, cfg.initializer_factor * cfg.d_ff**-0.5, jnp.float32, "wo", ("mlp", "embed"))
-        return wo(hidden.astype(jnp.float32))
+        # float16 overflows here, so `wo` runs in float32; bfloat16 has float32's range and multiplies at twice its
+        # speed (accumulating in float32, matmuls.py), so it keeps bfloat16 operands. The result is float32 either way.
+        wo_dtype = jnp.float32 if jnp.dtype(self.dtype) == jnp.float16 else self.dtype
+        wo = _dense(cfg.d_model, cfg.initializer_factor * cfg.d_ff**-0.5, wo_dtype, "wo", ("mlp", "embed"))
+        return wo(hidden.astype(wo_dtype)).astype(jnp.float32)
 
 
 class T5LayerSelfAttention(nn.Module):
@@ -584,7 +594,7 @@ class T5ForConditionalGenerationModule(T5Module):
         if cfg.scale_decoder_outputs:
             hidden = hidden * (cfg.d_model**-0.5)
         if cfg.tie_word_embeddings:
-            return self.shared.attend(hidden.astype(self.dtype))  # [batch, len, vocab]
+            return product("bld,vd->blv", hidden, self.shared.embedding, self.dtype)  # [batch, len, vocab]
         return self.lm_head(hidden)
 
     def decode(self, decoder_input_ids, encoder_hidden_states, encoder_attention_mask=None,
@@ -634,8 +644,8 @@ def _hidden_of(encoder_outputs) -> Any:
 class FlaxT5PreTrainedModel(FlaxPreTrainedModel):
     config_class = T5Config
     base_model_prefix = "transformer"
-    # Computed in float32 whatever the dtype (see T5DenseActDense, T5Attention._relative_bias): in half-precision
-    # runs they are stored float32 and never quantised.
+    # Stored float32 and never quantised in half-precision runs, as the reference keeps them; `wo` computes in
+    # float32 under float16 (see T5DenseActDense), the relative position table always (T5Attention._relative_bias).
     keep_in_float32 = (r"DenseReluDense/wo/kernel$", r"relative_attention_bias/embedding$")
 
     def __init__(self, config: T5Config, input_shape=(1, 1), seed: int = 0, dtype=jnp.float32,
@@ -649,7 +659,7 @@ class FlaxT5PreTrainedModel(FlaxPreTrainedModel):
 
     def _apply_method(self, params, inputs, rngs, cache, *, method, init_cache=False, **flags):
         variables = {"params": params}
-        with int8_matmuls():  # int8 kernels (load_in_8bit) are used as they are stored
+        with dense_matmuls():  # int8 kernels as stored, half precision accumulated in float32
             if init_cache:  # a fresh cache: only the "cache" collection comes back (XLA drops the unused forward)
                 _, updated = self.module.apply(
                     variables, **inputs, rngs=rngs, method=method, init_cache=True, mutable=["cache"], **flags

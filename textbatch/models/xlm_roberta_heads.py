@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from textbatch.models.activations import activation
+from textbatch.models.matmuls import product
 from textbatch.models.outputs import (
     CausalLMOutputWithCrossAttentions,
     MaskedLMOutput,
@@ -75,7 +76,7 @@ class XLMRobertaLMHead(nn.Module):
         bias = self.param("bias", logical(nn.initializers.zeros, ("vocab",)), (cfg.vocab_size,))
         if shared_embedding is None:
             return _dense(cfg.vocab_size, cfg, self.dtype, "decoder", ("embed", "vocab"))(hidden)
-        logits = jnp.einsum("blh,vh->blv", hidden, shared_embedding.astype(self.dtype))  # [batch, len, vocab]
+        logits = product("blh,vh->blv", hidden, shared_embedding, self.dtype)  # [batch, len, vocab]
         return logits + bias.astype(self.dtype)
 
 
