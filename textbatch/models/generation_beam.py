@@ -66,6 +66,15 @@ def reorder_cache(cache: Any, flat_indices: jax.Array) -> Any:
     return jax.tree_util.tree_map(gather, cache)
 
 
+def _log_softmax(logits: jax.Array) -> jax.Array:
+    """`jax.nn.log_softmax(logits, axis=-1)`, bit for bit where the row's maximum is finite. Written out with a
+    finite-guarded maximum (as jax.nn.logsumexp guards it), XLA's CPU code no longer fuses the reductions into the
+    output head's product: 5 ms instead of 9 for the head and this over 64 x 32128 logits."""
+    best = jnp.max(logits, axis=-1, keepdims=True)
+    shifted = logits - jnp.where(jnp.isfinite(best), best, 0.0)
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
+
+
 def _length_penalties(max_length: int, length_penalty: float) -> jax.Array:
     """float32(n ** length_penalty) for n = 0 .. max_length, computed in float64 as the reference's Python does."""
     return jnp.asarray(np.array([float(n) ** length_penalty for n in range(max_length + 1)], dtype=np.float32))
@@ -118,7 +127,7 @@ def beam_search(
         flat = state.running_sequences.reshape(batch_size * beams, max_length)
         tokens = jax.lax.dynamic_slice_in_dim(flat, cur_len - 1, 1, axis=1)  # [batch * beams, 1]
         logits, cache = tokens_to_logits(tokens, state.cache)
-        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+        log_probs = _log_softmax(logits.astype(jnp.float32))
         log_probs = process_logits(log_probs, flat, cur_len, config, min_tokens_to_keep=len(eos) + 1)
         vocab = log_probs.shape[-1]
         totals = (log_probs.reshape(batch_size, beams, vocab) + state.running_scores[:, :, None]).reshape(
