@@ -231,7 +231,8 @@ class Seq2SeqGenerationMixin:
     """`generate` for a FlaxPreTrainedModel subclass that implements:
 
       _encode_for_generation(params, input_ids, attention_mask) -> encoder hidden states
-      _decoder_for_generation(params, encoder_hidden, encoder_mask, max_length) -> (tokens_to_logits, cache)
+      _decoder_for_generation(params, encoder_hidden, encoder_mask, max_length, rows) -> (tokens_to_logits, cache)
+        for `rows` decoder rows, consecutive groups of them over one encoder row each
 
     Both are traced inside one compiled function (encoder, cache set-up and the decoding loop together).
     """
@@ -348,13 +349,13 @@ class Seq2SeqGenerationMixin:
     def _generate_traced(self, params, input_ids, attention_mask, rng, config: GenerationConfig):
         encoder_hidden = self._encode_for_generation(params, input_ids, attention_mask)
         copies = config.num_beams if config.num_beams > 1 else config.num_return_sequences
-        if copies > 1:  # each prompt's copies side by side, as the beams of a prompt are laid out
-            encoder_hidden = jnp.repeat(encoder_hidden, copies, axis=0)
-            attention_mask = jnp.repeat(attention_mask, copies, axis=0)
+        # Each prompt's copies (beams) are decoder rows side by side; they share its encoder output, which is not
+        # repeated: the cross-attention reads it once per prompt (attention.attend).
+        rows = encoder_hidden.shape[0] * copies
         tokens_to_logits, cache = self._decoder_for_generation(
-            params, encoder_hidden, attention_mask, config.total_length
+            params, encoder_hidden, attention_mask, config.total_length, rows
         )
-        return search(tokens_to_logits, cache, encoder_hidden.shape[0], config, rng)
+        return search(tokens_to_logits, cache, rows, config, rng)
 
 
 def _infer_attention_mask(input_ids: jax.Array, config: GenerationConfig) -> jax.Array:

@@ -871,13 +871,12 @@ class FlaxT5ForConditionalGeneration(Seq2SeqGenerationMixin, _FlaxT5EncoderDecod
     def _encode_for_generation(self, params, input_ids, attention_mask):
         return self.module.apply({"params": params}, input_ids, attention_mask, method="encode").last_hidden_state
 
-    def _decoder_for_generation(self, params, encoder_hidden, encoder_mask, max_length):
-        """(tokens_to_logits, self-attention cache). The cross-attention keys/values are computed here once and
-        closed over, so beam search never reorders them (they are equal across the beams of a prompt)."""
-        batch = encoder_hidden.shape[0]
+    def _decoder_for_generation(self, params, encoder_hidden, encoder_mask, max_length, rows):
+        """(tokens_to_logits, self-attention cache) for `rows` decoder rows. The cross-attention keys/values are
+        computed here once per prompt and closed over, so beam search never reorders them."""
         _, fresh = self.module.apply(
             {"params": params},
-            jnp.zeros((batch, max_length), dtype=jnp.int32),
+            jnp.zeros((rows, max_length), dtype=jnp.int32),
             encoder_hidden,
             method="decode",
             init_cache=True,
