@@ -7,6 +7,7 @@ are log-normal (median 48, sigma 0.8) clipped to 8..512; tokens/s counts real (u
     python bench/embed.py                    # 512 rows, fp32
     python bench/embed.py --rows 4096        # a bigger corpus: start-up and compilation weigh less
     python bench/embed.py --dtype bfloat16   # our job in bf16 (transformers stays fp32; add --torch-bf16 for autocast)
+    python bench/embed.py --rows 2048 --dtype float32 bfloat16 --sorted-only   # both dtypes, peers sorted only
 
 The textbatch figures are the whole job (read Parquet, tokenize actors, model actor, pool, write Parquet) after Ray
 has started, three times: with an empty JAX compilation cache ("cold": every padded shape compiles), then twice
@@ -15,7 +16,7 @@ pre-tokenised batches of 32 rows, in corpus order and length-sorted, so they lea
 CTranslate2 (fp32 and int8, through its own converter from the same weights) runs when it is importable.
 
 Every system runs in a fresh process, one after the other; the load average before and after each run is printed,
-because the machine may be shared. Columns: real tokens/s; our cold and warm job's ratio to the row; padding
+because the machine may be shared. Columns: real tokens/s; our job's ratio to the row (second rerun, per dtype); padding
 efficiency; compile seconds; seconds; real tokens per CPU-second of the system's processes in the timed part (on a
 shared machine other work lengthens wall time but not CPU time); peak RSS of the system's processes; MFU =
 matrix-multiply FLOPs of the real tokens / seconds / the fp32 matmul peak JAX measures on this machine in the same run.
@@ -252,10 +253,11 @@ def run_peer(kind: str, corpus: str, checkpoint: str, workdir: str, option: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=512)
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--dtype", nargs="+", choices=("float32", "bfloat16"), default=["float32"])
     parser.add_argument("--batch-tokens", type=int, help="padded tokens per model call (default: the job's)")
     parser.add_argument("--torch-bf16", action="store_true", help="run transformers under bf16 autocast")
     parser.add_argument("--no-peers", action="store_true", help="only this project's job")
+    parser.add_argument("--sorted-only", action="store_true", help="peers on length-sorted batches only")
     parser.add_argument("--workdir", default="/tmp/textbatch-bench")
     args = parser.parse_args()
 
@@ -279,23 +281,19 @@ def main() -> None:
             flush=True,
         )
 
-    cache = workdir / "jax-cache-embed"
-    shutil.rmtree(cache, ignore_errors=True)
-    # A rerun finds the cold run's programs in the cache; as compiling got cheaper it may add padded shapes (compiled
-    # then), so the second rerun is the steady state of a nightly job.
-    for state in ("cold", "rerun", "second rerun"):
-        record(
-            f"textbatch job {args.dtype}, {state}",
-            run_isolated(
-                run_textbatch,
-                str(corpus),
-                str(checkpoint),
-                str(workdir / "output"),
-                args.dtype,
-                args.batch_tokens,
+    steady = {}  # dtype -> the second rerun's tokens/s
+    for dtype in args.dtype:
+        cache = workdir / f"jax-cache-embed-{dtype}"
+        shutil.rmtree(cache, ignore_errors=True)
+        # A rerun finds the cold run's programs in the cache; as compiling got cheaper it may add padded shapes
+        # (compiled then), so the second rerun is the steady state of a nightly job.
+        for state in ("cold", "rerun", "second rerun"):
+            result = run_isolated(
+                run_textbatch, str(corpus), str(checkpoint), str(workdir / "output"), dtype, args.batch_tokens,
                 str(cache),
-            ),
-        )
+            )
+            record(f"textbatch job {dtype}, {state}", result)
+        steady[dtype] = result["tokens_per_second"]
     for name, result in runs:
         print(f"{name}:\n    " + result["profile"].replace("\n", "\n    "))
     if not args.no_peers:
@@ -305,11 +303,10 @@ def main() -> None:
         else:
             print("(ctranslate2 is not importable: skipped)")
         for kind, option in peers:
-            for sort in (False, True):
+            for sort in (True,) if args.sorted_only else (False, True):
                 result = run_isolated(run_peer, kind, str(corpus), str(checkpoint), str(workdir), option, sort)
                 record(f"{kind} {option}, {'length-sorted' if sort else 'unsorted'} batches of 32", result)
 
-    cold, warm = runs[0][1]["tokens_per_second"], runs[2][1]["tokens_per_second"]
     rows = []
     for name, result in runs:
         rate = result["tokens_per_second"]
@@ -317,8 +314,7 @@ def main() -> None:
             [
                 name,
                 f"{rate:,.0f}",
-                f"{cold / rate:.2f}x",
-                f"{warm / rate:.2f}x",
+                *(f"{ours / rate:.2f}x" for ours in steady.values()),
                 f"{result['padding_efficiency']:.0%}",
                 f"{result['compile_seconds']:.1f}" if "compile_seconds" in result else "-",
                 f"{result['seconds']:.1f}",
@@ -328,8 +324,8 @@ def main() -> None:
                 f"{result['load_before']:.1f} / {result['load_after']:.1f}",
             ]
         )
-    headers = ["run", "real tok/s", "cold job / this", "rerun job / this", "padding eff.", "compile s", "seconds",
-               "tok / CPU-s", "peak RSS GB", "MFU (fp32 peak)", "load before / after"]
+    headers = ["run", "real tok/s", *(f"{dtype} job / this" for dtype in steady), "padding eff.", "compile s",
+               "seconds", "tok / CPU-s", "peak RSS GB", "MFU (fp32 peak)", "load before / after"]
     print()
     print(markdown_table(headers, rows))
 
