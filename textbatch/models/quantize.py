@@ -6,9 +6,10 @@ Embeddings, norms and biases stay as they are: they are small next to the kernel
 looks up would lose precision for no gain in speed. The model code never sees int8: matmuls.py computes each
 `nn.Dense` whose kernel is int8 from it directly.
 
-The bfloat16 rule: parameters a model lists in `keep_in_float32` (T5's `wo`, whose input overflows half precision;
-its relative position table) stay float32 and unquantised whenever the model runs in half precision, as the reference
-keeps its `_keep_in_fp32_modules`. In float32 runs they are stored like any other kernel.
+The bfloat16 rule: parameters a model lists in `keep_in_float32` (T5's `wo`, whose input overflows float16; its
+relative position table) stay float32 and unquantised whenever the model runs in half precision, as the reference
+keeps its `_keep_in_fp32_modules`. (T5 computes `wo` in float32 only under float16; a bfloat16 run converts the stored
+float32 kernel to bfloat16 where the layer runs.) In float32 runs they are stored like any other kernel.
 
 Everything here acts on one tensor at a time (numpy, on the host), so loading never holds a second full copy.
 """
