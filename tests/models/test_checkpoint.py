@@ -255,6 +255,17 @@ def test_bfloat16_checkpoints(base_model, tmp_path):
     assert again[("pooler", "dense", "kernel")].dtype == ml_dtypes.bfloat16
 
 
+def test_local_safetensors_are_mapped_but_params_own_their_memory(base_model, tmp_path):
+    base_model.save_pretrained(tmp_path)
+    expected, want = flax_reference(base_model)
+    expected16 = {path: jax.ShapeDtypeStruct(s.shape, jax.numpy.bfloat16) for path, s in expected.items()}
+    for wanted_dtype in (expected, expected16):
+        got = load_flax_params(Folder.open(tmp_path), wanted_dtype, "roberta")
+        for path, value in want.items():
+            np.testing.assert_array_equal(got[path], value.astype(wanted_dtype[path].dtype))
+            assert got[path].flags.owndata and got[path].flags.writeable, path  # no view of the mapped file
+
+
 def test_safetensors_preferred_over_pytorch_bin(base_model, tmp_path):
     base_model.save_pretrained(tmp_path)
     torch.save({k: v + 1 for k, v in base_model.state_dict().items()}, tmp_path / "pytorch_model.bin")

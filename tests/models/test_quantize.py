@@ -85,6 +85,9 @@ def test_storage_plan_quantises_dense_kernels_only_and_keeps_wo_in_half_precisio
     half_storage = StoragePlan.build(compute_dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, keep_in_float32=T5_KEEP)
     kinds = [half_storage.kind(path, rank) for path, rank in ((q, 2), (wo, 2), (bias_table, 2), (norm, 1), (shared, 2))]
     assert kinds == ["cast", "as_read", "as_read", "as_read", "cast"]
+    read_as = [half_storage.read_dtype(path, jax.ShapeDtypeStruct((4,) * rank, jnp.float32))
+               for path, rank in ((q, 2), (wo, 2), (norm, 1))]
+    assert read_as == [jnp.bfloat16, jnp.float32, jnp.float32]  # a cast tensor is read once, in its stored dtype
     with pytest.raises(ValueError, match="param_dtype must be"):
         StoragePlan.build(compute_dtype=jnp.float32, param_dtype=jnp.int32)
 

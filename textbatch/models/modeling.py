@@ -200,7 +200,9 @@ class FlaxPreTrainedModel:
         mesh = resolve_mesh(mesh, device_map, storage.abstract_tree(expected), axes, max_memory_per_device)
         placement = ParamPlacement(mesh, axes)
         flat = {}
-        tensors = iter_flax_params(folder, expected, cls.base_model_prefix, may_be_missing=model._may_be_missing(expected))
+        read_as = {path: jax.ShapeDtypeStruct(struct.shape, storage.read_dtype(path, struct))
+                   for path, struct in expected.items()}
+        tensors = iter_flax_params(folder, read_as, cls.base_model_prefix, may_be_missing=model._may_be_missing(expected))
         for path, array in tensors:
             flat[path] = placement.place(path, storage.store(path, array))
             del array  # the host copy goes as soon as the tensor is on its devices

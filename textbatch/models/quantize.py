@@ -143,6 +143,13 @@ class StoragePlan:
             return "cast"
         return "as_read"
 
+    def read_dtype(self, path: Path, struct: Any) -> np.dtype:
+        """The dtype to read a checkpoint tensor in: the one it is stored in when cast (the checkpoint's values are
+        then converted once, not to the model's dtype first), else the model's."""
+        if self.kind(path, len(struct.shape)) == "cast":
+            return self.param_dtype
+        return np.dtype(struct.dtype)
+
     def store(self, path: Path, array: np.ndarray) -> Any:
         """One parameter (host numpy array) as it is to be stored."""
         kind = self.kind(path, np.ndim(array))
