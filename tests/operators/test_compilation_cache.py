@@ -33,7 +33,8 @@ RUN = textwrap.dedent(
     events = []
     monitoring.register_event_listener(lambda name, **kw: events.append(name))
     from textbatch.operators.predict import PredictEmbeddings
-    step = PredictEmbeddings(sys.argv[1], batch_tokens=32, compilation_cache=sys.argv[2], shape_cost=None)
+    step = PredictEmbeddings(sys.argv[1], batch_tokens=32, compilation_cache=sys.argv[2], shape_cost=None,
+                             pack_length=0)
     step.embed_ids([[0, 5, 6, 2], [0] + list(range(3, 30)) + [2]])
     print(json.dumps({"hits": events.count("/jax/compilation_cache/cache_hits"),
                       "misses": events.count("/jax/compilation_cache/cache_misses"),

@@ -40,14 +40,16 @@ def checkpoint(tmp_path_factory):
     return str(folder), model
 
 
-# Few distinct lengths: each one costs the unbatched reference a compilation.
+# Few distinct lengths: each one costs the unbatched reference a compilation. Rows up to PACK_LENGTH tokens are
+# packed side by side, the longer ones padded: both paths run in every call.
 LENGTHS = (3, 11, 16, 29)
+PACK_LENGTH = 24
 
 
 @pytest.fixture(scope="module")
 def step(checkpoint):
     """One model step shared by the tests (as one actor serves many blocks), so shapes compile once."""
-    return PredictEmbeddings(checkpoint[0], batch_tokens=128)
+    return PredictEmbeddings(checkpoint[0], batch_tokens=128, pack_length=PACK_LENGTH)
 
 
 def random_rows(count, seed, lengths=LENGTHS):
@@ -82,23 +84,28 @@ def test_equals_a_direct_call_per_row(checkpoint, step, pooling, normalize):
     path, model = checkpoint
     rows = random_rows(23 if pooling == "mean" else 9, seed=pooling == "cls")
     if pooling != "mean":
-        step = PredictEmbeddings(path, pooling=pooling, normalize=normalize, batch_tokens=128)
+        step = PredictEmbeddings(path, pooling=pooling, normalize=normalize, batch_tokens=128, pack_length=PACK_LENGTH)
     result = step(table(rows))
     assert result.column("id").to_pylist() == [f"r{index}" for index in range(len(rows))]  # order restored
     assert result.schema.field("embedding").type == pa.list_(pa.float32(), 32)
     got = embeddings(result)
     for index, row in enumerate(rows):
         np.testing.assert_allclose(got[index], direct(model, row, pooling, normalize), atol=1e-5, rtol=0)
-    plan = plan_batches([len(row) for row in rows], step.batch_tokens, step.buckets)
-    assert len({(batch.size, batch.length) for batch in plan}) > 1  # really cut into several padded shapes
+    padded = [len(row) for row in rows if len(row) > PACK_LENGTH]
+    assert len(padded) < len(rows) and any(key[0] == "packed" for key in step.programs.programs)  # some packed
+    plan = plan_batches(padded + [16] * 9, step.batch_tokens, step.buckets)
+    assert len({(batch.size, batch.length) for batch in plan}) > 1  # the ladder cuts padded rows into several shapes
     shares = result.column(PADDED_TOKENS).to_numpy()
     assert shares.sum() >= sum(map(len, rows))
 
 
 def test_a_row_does_not_depend_on_its_batch_mates(step, monkeypatch):
     rows = random_rows(31, seed=7)
-    monkeypatch.setattr(step, "batch_tokens", 1)  # every row in a batch of its own
+    monkeypatch.setattr(step, "batch_tokens", 1)
+    monkeypatch.setattr(step, "pack_length", 0)  # every row in a batch of its own
     reference = embeddings(step(table(rows)))
+    monkeypatch.setattr(step, "pack_length", PACK_LENGTH)  # several rows in one model row
+    np.testing.assert_allclose(embeddings(step(table(rows))), reference, atol=1e-5, rtol=0)
     monkeypatch.setattr(step, "batch_tokens", 256)
     np.testing.assert_allclose(embeddings(step(table(rows))), reference, atol=1e-5, rtol=0)
     # The same rows among other company, in another order, in other padded lengths.
@@ -135,6 +142,9 @@ def test_options_are_checked(checkpoint):
         PredictEmbeddings(checkpoint[0], buckets=(16, 64))
     with pytest.raises(ValueError, match="pooling must be one of"):
         PredictEmbeddings(checkpoint[0], pooling="max")
+    with pytest.raises(ValueError, match="pack_length must be 0"):
+        PredictEmbeddings(checkpoint[0], pack_length=-1)
+    assert PredictEmbeddings(checkpoint[0]).pack_length == 38  # no longer than a row may be
 
 
 def test_flaubert_cls_pooling_equals_the_reference(tmp_path):

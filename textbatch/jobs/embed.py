@@ -40,6 +40,7 @@ from textbatch.operators.predict import (
     COMPILE_MS,
     LOAD_MS,
     MODEL_MS,
+    PACK_LENGTH,
     SHAPE_COST,
     SHAPES,
     TIMING_COLUMNS,
@@ -73,11 +74,14 @@ class EmbedOptions(JobOptions):
     pooling: str = "mean"
     normalize: bool = True
     shape_cost: float | str | None = SHAPE_COST  # a new shape's worth in padded tokens, "measured"; None: pad least
+    pack_length: int | None = PACK_LENGTH  # XLM-R rows up to this many tokens share model rows; 0 or None: never
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.pack_length is not None and self.pack_length < 0:
+            raise ValueError(f"pack_length must be 0 (no packing) or more, got {self.pack_length}")
         if self.max_length is not None and self.max_length < 3:
             raise ValueError(f"max_length must leave room for <s>, </s> and a token; got {self.max_length}")
 
@@ -146,6 +150,7 @@ def build_embed_dataset(
             "max_length": max_length,
             "buckets": options.padded_lengths,
             "shape_cost": options.shape_cost,
+            "pack_length": options.pack_length,
             "compilation_cache": options.compilation_cache,
         },
         options,

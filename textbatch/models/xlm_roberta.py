@@ -175,9 +175,12 @@ class XLMRobertaSelfAttention(nn.Module):
 
 
 def _key_mask(attention_mask, batch_and_keys) -> jax.Array:
-    """A [batch, keys] 0/1 mask (None: all keys) as booleans [batch, 1, 1, keys]."""
+    """A [batch, keys] 0/1 mask (None: all keys) as booleans [batch, 1, 1, keys]; a [batch, queries, keys] mask (which
+    keys each query sees, as the reference's encoders take it: rows packed side by side) as [batch, 1, queries, keys]."""
     if attention_mask is None:
         return jnp.ones((batch_and_keys[0], 1, 1, batch_and_keys[1]), dtype=bool)
+    if attention_mask.ndim == 3:
+        return attention_mask[:, None, :, :] > 0
     return attention_mask[:, None, None, :] > 0
 
 

@@ -24,6 +24,21 @@ def pool(hidden: jnp.ndarray, mask: jnp.ndarray, pooling: str) -> jnp.ndarray:
     raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
+def pool_segments(hidden: jnp.ndarray, segments: jnp.ndarray, count: int, pooling: str) -> jnp.ndarray:
+    """Rows packed side by side (packing.py): `hidden` [batch, len, hidden], `segments` [batch, len] (the packed row
+    1..count a token belongs to, 0 for padding) -> [batch, count, hidden] in float32, each packed row pooled as `pool`
+    pools a row of its own."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    hidden = hidden.astype(jnp.float32)
+    member = (segments[..., None] == jnp.arange(1, count + 1)).astype(jnp.float32)  # [batch, len, count]
+    if pooling == "cls":  # each packed row's first token
+        first = member * (jnp.cumsum(member, axis=1) == 1)
+        return jnp.einsum("blc,blh->bch", first, hidden)
+    totals = jnp.einsum("blc,blh->bch", member, hidden)
+    return totals / jnp.maximum(jnp.sum(member, axis=1), 1.0)[..., None]
+
+
 def l2_normalize(vectors: jnp.ndarray, eps: float = 1e-12) -> jnp.ndarray:
     """Scale each row to unit length; an all-zero row stays zero."""
     norms = jnp.sqrt(jnp.sum(vectors * vectors, axis=-1, keepdims=True))

@@ -3,11 +3,12 @@
 The encoder is whatever `FlaxAutoModel` loads for the checkpoint, among the families encoders.py accepts (XLM-R,
 FlauBERT); its usable length and pad id come from its config.
 
-Per block: rows are sorted by length and cut into token-budget batches of a few padded shapes (`batching.py`, which
-weighs padding against compiling a new shape); each batch runs the encoder and the pooling in one compiled function,
-so token states never leave the device; results are put back in the block's row order. Padding is masked out of
-attention and pooling, so a row's embedding does not depend on its batch-mates (up to float rounding, within 1e-5 in
-float32).
+Per block: an XLM-R's rows of up to `pack_length` tokens are packed side by side into model rows of that length
+(`packing.py`: one shape, ~98% real tokens); longer rows (and every FlauBERT row) are sorted by length and cut into
+token-budget batches of a few padded shapes (`batching.py`, which weighs padding against compiling a new shape). Each
+batch runs the encoder and the pooling in one compiled function, so token states never leave the device; results
+are put back in the block's row order. Padding and the other rows of a packed model row are masked out of attention
+and pooling, so a row's embedding does not depend on its batch-mates (up to float rounding, within 1e-5 in float32).
 
 The token ids go from the Arrow column to the padded batch without Python lists (its flat values and offsets), and
 programs are compiled ahead of their first call, timed, and kept in JAX's persistent compilation cache
@@ -32,8 +33,9 @@ from textbatch.operators.batching import bucket_lengths, pad_rows, plan_batches
 from textbatch.operators.columns import require_columns
 from textbatch.operators.compilation_cache import enable_compilation_cache
 from textbatch.operators.encoders import encoder_config
+from textbatch.operators.packing import PackedBatch, pack_rows, packed_inputs, plan_packed_batches
 from textbatch.operators.padded_calls import usable_length
-from textbatch.operators.pooling import POOLINGS, l2_normalize, pool
+from textbatch.operators.pooling import POOLINGS, l2_normalize, pool, pool_segments
 from textbatch.operators.programs import MEASURED, CompiledShapes, PlannedCall, ShapeCost
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,17 @@ SHAPE_COST = MEASURED  # what one more compiled shape is worth in padded tokens 
 # calls of 1,024 tokens than of 4,096 (the activations stay in cache), and smaller batches pad less; accelerators
 # want bigger calls.
 CPU_BATCH_TOKENS, ACCELERATOR_BATCH_TOKENS = 1024, 4096
+# Rows up to this many tokens are packed (XLM-R). Longer model rows would spend more on attention across rows that
+# is masked out; shorter ones would leave more rows to the padded shapes. 128 tokens hold ~90% of the benchmark's rows.
+PACK_LENGTH = 128
+
+
+def packing_first_position(config: Any) -> int | None:
+    """The position id of a packed row's first token, or None for a family whose encoder takes no per-query attention
+    mask (FlauBERT: its rows are padded). XLM-R's positions start after its pad id."""
+    if getattr(config, "model_type", None) == "xlm-roberta":
+        return int(config.pad_token_id) + 1
+    return None
 
 
 def default_batch_tokens(platform: str) -> int:
@@ -87,8 +100,9 @@ class PredictEmbeddings:
     """Callable for `map_batches(batch_format="pyarrow")`: loads the checkpoint once per actor.
 
     `shape_cost` (padded tokens, "measured", or None: pad as little as the ladder allows, whatever the shapes; see
-    programs.ShapeCost) and `buckets` steer the batching (`batching.plan_batches`); `compilation_cache` is a folder or
-    URL, "off", or None for the default (see `compilation_cache.py`).
+    programs.ShapeCost) and `buckets` steer the batching (`batching.plan_batches`); `pack_length` is the model row
+    length short rows are packed into (XLM-R; 0 or None: every row padded on its own); `compilation_cache` is a folder
+    or URL, "off", or None for the default (see `compilation_cache.py`).
     """
 
     needs = ("input_ids", "error")
@@ -104,6 +118,7 @@ class PredictEmbeddings:
         max_length: int | None = None,
         buckets: tuple[int, ...] | None = None,
         shape_cost: float | str | None = SHAPE_COST,
+        pack_length: int | None = PACK_LENGTH,
         compilation_cache: str | None = None,
         weights: dict[str, Any] | None = None,
     ):
@@ -114,6 +129,8 @@ class PredictEmbeddings:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         if batch_tokens is not None and batch_tokens < 1:
             raise ValueError(f"batch_tokens must be positive, got {batch_tokens}")
+        if pack_length is not None and pack_length < 0:
+            raise ValueError(f"pack_length must be 0 (no packing) or more, got {pack_length}")
         self.shape_cost = ShapeCost(shape_cost)
         self.compilation_cache = enable_compilation_cache(compilation_cache)  # before anything compiles
 
@@ -138,12 +155,26 @@ class PredictEmbeddings:
         self.batch_tokens = int(batch_tokens or default_batch_tokens(jax.devices()[0].platform))
         self.hidden_size = int(model.config.hidden_size)
         self.params = jax.device_put(model.params)
+        self.first_position = packing_first_position(model.config)
+        self.pack_length = min(int(pack_length or 0), self.max_length) if self.first_position is not None else 0
+        # Rows per model row, at most: rows of a few tokens (empty texts) leave it part empty; the pooling stays small.
+        self.max_segments = max(1, self.pack_length // 4)
 
-        def embed(params, input_ids, mask):
-            # Every family takes the mask as attention_mask (FlauBERT then needs no `lengths`); no `langs`, as
-            # transformers' pipelines pass none.
-            hidden = model(input_ids, attention_mask=mask, params=params).last_hidden_state  # [batch, len, hidden]
-            vectors = pool(hidden, mask, pooling)  # [batch, hidden]
+        def embed(params, inputs):
+            """Padded rows ({ids, mask}) -> [batch, hidden]; packed rows ({ids, segments, positions}) -> [batch,
+            max_segments, hidden]. One jitted function: the two kinds trace apart by their inputs' structure."""
+            if "segments" in inputs:
+                segments = inputs["segments"]
+                sees = (segments[:, :, None] == segments[:, None, :]) & (segments[:, None, :] > 0)  # [b, query, key]
+                hidden = model(
+                    inputs["ids"], attention_mask=sees, position_ids=inputs["positions"], params=params
+                ).last_hidden_state
+                vectors = pool_segments(hidden, segments, self.max_segments, pooling)
+            else:
+                # Every family takes the mask as attention_mask (FlauBERT then needs no `lengths`); no `langs`, as
+                # transformers' pipelines pass none.
+                hidden = model(inputs["ids"], attention_mask=inputs["mask"], params=params).last_hidden_state
+                vectors = pool(hidden, inputs["mask"], pooling)  # [batch, hidden]
             return l2_normalize(vectors) if normalize else vectors
 
         self.programs = CompiledShapes(embed, "the encoder")
@@ -162,12 +193,12 @@ class PredictEmbeddings:
     def compile_seconds(self) -> float:
         return self.programs.seconds
 
-    def _program(self, size: int, length: int):
+    def _run(self, key: tuple, inputs: dict[str, np.ndarray]):
+        """The compiled program for `inputs` (compiled the first time its `key` is seen) called on them."""
         import jax
-        import jax.numpy as jnp
 
-        spec = jax.ShapeDtypeStruct((size, length), jnp.int32)
-        return self.programs.get((size, length), self.params, spec, spec)
+        specs = {name: jax.ShapeDtypeStruct(array.shape, array.dtype) for name, array in inputs.items()}
+        return self.programs.get(key, self.params, specs)(self.params, inputs)
 
     def embed_flat(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings [len(rows), hidden] of the token id rows `values[offsets[r]:offsets[r+1]]` for r in `rows` (each
@@ -177,19 +208,33 @@ class PredictEmbeddings:
         vectors = np.zeros((len(rows), self.hidden_size), dtype=np.float32)
         shares = np.zeros(len(rows), dtype=np.float64)
         call = PlannedCall(self.programs, self.shape_cost)
+        packed = np.flatnonzero(lengths <= self.pack_length)
+        padded = np.flatnonzero(lengths > self.pack_length)
 
         def plan(lengths: np.ndarray) -> list:
             cost, known = self.shape_cost.current(), self.programs.programs
             return plan_batches(lengths, self.batch_tokens, self.buckets, shape_cost=cost, known_shapes=known)
 
         def run(batch):
-            ids, mask = pad_rows(values, offsets, rows[batch.rows], batch.size, batch.length, self.pad_id)
-            return self._program(batch.size, batch.length)(self.params, ids, mask)
+            ids, mask = pad_rows(values, offsets, rows[padded[batch.rows]], batch.size, batch.length, self.pad_id)
+            return self._run(batch.shape, {"ids": ids, "mask": mask})
 
         # Dispatch is asynchronous: the host pads (or compiles) the next batch while this one runs.
-        for batch, result in call.dispatch(lengths, plan, run):
-            vectors[batch.rows] = np.asarray(result)[: len(batch.rows)]
-            shares[batch.rows] = batch.padded_tokens / len(batch.rows)
+        pending = [(padded[batch.rows], batch, result) for batch, result in call.dispatch(lengths[padded], plan, run)]
+        starts, stops = offsets[rows[packed]], offsets[rows[packed] + 1]
+        bins = pack_rows(lengths[packed], self.pack_length, self.max_segments) if len(packed) else []
+        batches = plan_packed_batches(bins, self.pack_length, self.batch_tokens) if bins else []
+        for batch in batches:
+            ids, segments, positions = packed_inputs(values, starts, stops, batch, self.pad_id, self.first_position)
+            result = self._run(("packed", *batch.shape), {"ids": ids, "segments": segments, "positions": positions})
+            call.padded_tokens += batch.padded_tokens
+            pending.append((packed[batch.rows], batch, result))
+        for targets, batch, result in pending:
+            result = np.asarray(result)
+            if isinstance(batch, PackedBatch):  # [model rows, max_segments, hidden] -> the packed rows in order
+                result = np.concatenate([result[slot, : len(members)] for slot, members in enumerate(batch.members)])
+            vectors[targets] = result[: len(targets)]
+            shares[targets] = batch.padded_tokens / len(targets)
         call.done()
         return vectors, shares
 
