@@ -10,9 +10,9 @@ load it (sharding.per_device_bytes) -> bytes per device, then the largest batch 
 them. The weights are exact; the activations are an estimate (below), so leave the margin the table leaves.
 
 Modes (all compute in bfloat16, as one would on these devices):
-  bf16         kernels and embeddings stored bfloat16; T5's wo and relative position table stay float32 (the
-               bfloat16 rule, as transformers' _keep_in_fp32_modules)
-  int8         dense kernels int8 + per-channel scales, embeddings bfloat16, wo float32 (the same rule)
+  bf16         kernels and embeddings stored bfloat16, wo included (as transformers stores it); the relative
+               position table stays float32 (quantize.py's float32 rules)
+  int8         dense kernels int8 + per-channel scales, embeddings bfloat16, wo float32 and unquantised (the same rules)
   int8-all     as int8, wo quantised too (from_pretrained(..., keep_in_float32=()))
 
 Hardware assumptions (say so when quoting the figures):
@@ -115,7 +115,7 @@ class Ul2Shapes:
         model = FlaxT5ForConditionalGeneration(self.config, dtype=jnp.bfloat16, _do_init=False)
         self.flat = traverse_util.flatten_dict(model.params_shape_tree)
         self.axes = model.params_logical_axes
-        self.keep = model.keep_in_float32
+        self.keep, self.keep_strict = model.keep_in_float32, model.keep_in_float32_strict
 
     @property
     def parameter_count(self) -> int:
@@ -124,7 +124,9 @@ class Ul2Shapes:
     def stored(self, mode: str) -> dict:
         options = dict(MODES[mode])
         keep = options.pop("keep_in_float32", self.keep)
-        plan = StoragePlan.build(compute_dtype=jnp.bfloat16, keep_in_float32=keep, **options)
+        plan = StoragePlan.build(
+            compute_dtype=jnp.bfloat16, keep_in_float32=keep, keep_in_float32_strict=self.keep_strict, **options
+        )
         return plan.abstract_tree(self.flat)
 
 

@@ -42,9 +42,10 @@ class FlaxPreTrainedModel:
     # Regular expressions over "/"-joined parameter paths a checkpoint may lack; they are then initialised (with a
     # warning, as the reference gives). Whatever lies outside the base model in a head model always may be.
     init_if_missing: ClassVar[tuple[str, ...]] = ()
-    # Regular expressions over parameter paths computed in float32 whatever the dtype: in half-precision runs they
-    # are stored float32 and never quantised (see quantize.py).
+    # Regular expressions over parameter paths stored float32 (and never quantised) under float16, and under int8
+    # in half precision; the strict ones in every half-precision run (quantize.py's float32 rules).
     keep_in_float32: ClassVar[tuple[str, ...]] = ()
+    keep_in_float32_strict: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -178,7 +179,8 @@ class FlaxPreTrainedModel:
         How they are stored (quantize.py):
           load_in_8bit=True      dense kernels as int8 with per-channel scales, dequantised inside the computation
           param_dtype            e.g. jnp.bfloat16: kernels and embeddings stored in it (default: as loaded, float32)
-          keep_in_float32        path patterns exempt from both in half-precision runs (default: the model's own)
+          keep_in_float32        path patterns kept float32 under float16 and unquantised under int8 in half
+                                 precision (default: the model's own; its strict patterns apply either way)
         """
         folder = Folder.open(pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir)
         if config is None:
@@ -196,6 +198,7 @@ class FlaxPreTrainedModel:
             param_dtype=param_dtype,
             load_in_8bit=load_in_8bit,
             keep_in_float32=cls.keep_in_float32 if keep_in_float32 is None else keep_in_float32,
+            keep_in_float32_strict=cls.keep_in_float32_strict,
         )
         mesh = resolve_mesh(mesh, device_map, storage.abstract_tree(expected), axes, max_memory_per_device)
         placement = ParamPlacement(mesh, axes)

@@ -6,10 +6,12 @@ Embeddings, norms and biases stay as they are: they are small next to the kernel
 looks up would lose precision for no gain in speed. The model code never sees int8: matmuls.py computes each
 `nn.Dense` whose kernel is int8 from it directly.
 
-The bfloat16 rule: parameters a model lists in `keep_in_float32` (T5's `wo`, whose input overflows float16; its
-relative position table) stay float32 and unquantised whenever the model runs in half precision, as the reference
-keeps its `_keep_in_fp32_modules`. (T5 computes `wo` in float32 only under float16; a bfloat16 run converts the stored
-float32 kernel to bfloat16 where the layer runs.) In float32 runs they are stored like any other kernel.
+The float32 rules, as the reference's `_keep_in_fp32_modules` and `_keep_in_fp32_modules_strict`: parameters a model
+lists in `keep_in_float32` (T5's `wo`, whose input overflows float16) stay float32 when float16 is involved (as the
+compute or the storage dtype), and float32 and unquantised when int8 kernels run in half precision; those it lists in
+`keep_in_float32_strict` (T5's relative position table, whose bias is computed in float32) stay float32 in every
+half-precision run. A bfloat16 run stores T5's `wo` in bfloat16, as the reference does, and computes it in bfloat16
+(accumulating in float32). In float32 runs they are stored like any other parameter.
 
 Everything here acts on one tensor at a time (numpy, on the host), so loading never holds a second full copy.
 """
@@ -114,16 +116,22 @@ class StoragePlan:
         param_dtype: Any = None,
         load_in_8bit: bool = False,
         keep_in_float32: Sequence[str] = (),
+        keep_in_float32_strict: Sequence[str] = (),
     ) -> StoragePlan:
-        """The plan for a model computing in `compute_dtype`; `keep_in_float32` (the model's list) applies when
-        either dtype is half precision (the bfloat16 rule above)."""
+        """The plan for a model computing in `compute_dtype`; the model's two lists of patterns apply as the float32
+        rules above say."""
         param_dtype = None if param_dtype is None else np.dtype(param_dtype)
         if param_dtype is not None and param_dtype not in (np.dtype(np.float32), *HALF_DTYPES):
             raise ValueError(f"param_dtype must be float32, bfloat16 or float16, got {param_dtype}")
-        half = np.dtype(compute_dtype) in HALF_DTYPES or param_dtype in HALF_DTYPES
-        for pattern in keep_in_float32:
+        dtypes = (np.dtype(compute_dtype), param_dtype)
+        half = any(dtype in HALF_DTYPES for dtype in dtypes)
+        float16 = np.dtype(np.float16) in dtypes
+        for pattern in (*keep_in_float32, *keep_in_float32_strict):
             re.compile(pattern)  # fails early on a bad pattern
-        return cls(param_dtype=param_dtype, int8=bool(load_in_8bit), keep=tuple(keep_in_float32) if half else ())
+        keep = (tuple(keep_in_float32) if float16 or (half and load_in_8bit) else ()) + (
+            tuple(keep_in_float32_strict) if half else ()
+        )
+        return cls(param_dtype=param_dtype, int8=bool(load_in_8bit), keep=keep)
 
     @property
     def changes_anything(self) -> bool:

@@ -644,9 +644,11 @@ def _hidden_of(encoder_outputs) -> Any:
 class FlaxT5PreTrainedModel(FlaxPreTrainedModel):
     config_class = T5Config
     base_model_prefix = "transformer"
-    # Stored float32 and never quantised in half-precision runs, as the reference keeps them; `wo` computes in
-    # float32 under float16 (see T5DenseActDense), the relative position table always (T5Attention._relative_bias).
-    keep_in_float32 = (r"DenseReluDense/wo/kernel$", r"relative_attention_bias/embedding$")
+    # `wo` is stored (and computed: T5DenseActDense) in float32 under float16, as the reference keeps it; the
+    # relative position table in every half-precision run, as its bias is computed in float32 (_relative_bias), so
+    # that storing weights in bfloat16 changes no bfloat16 output.
+    keep_in_float32 = (r"DenseReluDense/wo/kernel$",)
+    keep_in_float32_strict = (r"relative_attention_bias/embedding$",)
 
     def __init__(self, config: T5Config, input_shape=(1, 1), seed: int = 0, dtype=jnp.float32,
                  _do_init: bool = True, **module_kwargs: Any):
