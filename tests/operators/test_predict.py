@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from textbatch.jobs.embed import EmbedOptions
 from textbatch.models import FlaxXLMRobertaModel, XLMRobertaConfig
 from textbatch.operators.batching import plan_batches
 from textbatch.operators.columns import MissingColumnError
@@ -144,6 +145,8 @@ def test_options_are_checked(checkpoint):
         PredictEmbeddings(checkpoint[0], pooling="max")
     with pytest.raises(ValueError, match="pack_length must be 0"):
         PredictEmbeddings(checkpoint[0], pack_length=-1)
+    with pytest.raises(ValueError, match="pack_length must be 0"):
+        EmbedOptions(pack_length=-1)  # the job's option, checked on the driver
     assert PredictEmbeddings(checkpoint[0]).pack_length == 38  # no longer than a row may be
 
 
