@@ -53,7 +53,7 @@ def bucket_for(length: int, buckets: Sequence[int]) -> int:
     raise ValueError(f"a row of {length} tokens is longer than the largest padded length {buckets[-1]}")
 
 
-def _next_power_of_two(count: int) -> int:
+def next_power_of_two(count: int) -> int:
     return 1 << max(0, count - 1).bit_length()
 
 
@@ -98,7 +98,7 @@ def _greedy_plan(
         stop = min(len(sorted_lengths), start + capacity)
         size = capacity
         if stop - start < capacity:  # the block's last batch: a power-of-two size, or the full one if cheaper
-            smaller = min(capacity, _next_power_of_two(stop - start))
+            smaller = min(capacity, next_power_of_two(stop - start))
             prices = [
                 rows * length + (shape_cost if shape_cost and (rows, length) not in known | new else 0.0)
                 for rows in (smaller, capacity)

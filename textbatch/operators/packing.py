@@ -15,26 +15,20 @@ import dataclasses
 
 import numpy as np
 
+from textbatch.operators.batching import Batch, next_power_of_two
+
 
 @dataclasses.dataclass(frozen=True)
-class PackedBatch:
-    """`members[i]`: the block's rows packed, in order, into model row i; `size >= len(members)` model rows."""
+class PackedBatch(Batch):
+    """A `Batch` whose model rows hold several rows each: `members[i]`, the block's rows packed, in order, into model
+    row i (`rows` lists them all, in that order)."""
 
-    length: int
-    size: int
     members: list[list[int]]
 
-    @property
-    def rows(self) -> np.ndarray:
-        return np.array([row for members in self.members for row in members], dtype=np.int64)
-
-    @property
-    def padded_tokens(self) -> int:
-        return self.size * self.length
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.size, self.length)
+    @classmethod
+    def of(cls, length: int, size: int, members: list[list[int]]) -> PackedBatch:
+        rows = np.array([row for model_row in members for row in model_row], dtype=np.int64)
+        return cls(length, size, rows, members)
 
 
 def pack_rows(lengths: np.ndarray, pack_length: int, max_segments: int) -> list[list[int]]:
@@ -65,8 +59,8 @@ def plan_packed_batches(bins: list[list[int]], pack_length: int, batch_tokens: i
     batches = []
     for start in range(0, len(bins), per_batch):
         members = bins[start : start + per_batch]
-        size = per_batch if len(members) == per_batch else min(per_batch, 1 << (len(members) - 1).bit_length())
-        batches.append(PackedBatch(pack_length, size, members))
+        size = min(per_batch, next_power_of_two(len(members)))
+        batches.append(PackedBatch.of(pack_length, size, members))
     return batches
 
 
