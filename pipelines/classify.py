@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> ClassifyOptions:
         model_help="sequence-classification checkpoint folder, URL or hub id (default: the bundled tiny classifier)",
         max_length_help="tokens per text or pair, special tokens included; longer inputs are truncated "
         "(default: all the checkpoint takes, 512 for XLM-R and FlauBERT)",
+        batch_tokens_help="padded tokens per model call (default: 1024 on a CPU, 4096 on a GPU or TPU)",
     )
     parser.add_argument(
         "--text-pair-column", help="a second text column: classify each (text, pair) as one input (default: none)"

@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> LabelOptions:
         model_help="token-classification checkpoint folder, URL or hub id (default: the bundled tiny NER model)",
         max_length_help="the window: tokens per model call, <s> and </s> included; longer texts are tagged in "
         "overlapping windows (default: all the checkpoint takes, 512 for XLM-R and FlauBERT)",
+        batch_tokens_help="padded tokens per model call (default: 1024 on a CPU, 4096 on a GPU or TPU)",
     )
     parser.add_argument(
         "--aggregation",

@@ -18,6 +18,7 @@ import transformers
 from tests.operators.flaubert_checkpoints import build_flaubert_checkpoint
 from textbatch.jobs.classify import TINY_MODEL
 from textbatch.operators.sequence_classify import ClassifySequences, apply_function, best_first, default_function
+from textbatch.operators.timing import TIMING_COLUMNS
 from textbatch.operators.tokenize import Tokenize
 
 TEXTS = [
@@ -63,10 +64,13 @@ def assert_top(result, expected, top_k=None):
             assert np.allclose([s["score"] for s in row["scores"]], [s["score"] for s in theirs[:top_k]], atol=1e-4)
 
 
-def test_top_one_and_top_k_equal_the_pipeline():
-    tokenized, result = classify(TINY_MODEL, TEXTS, top_k=2)
+@pytest.mark.parametrize("pack_length", [128, 0], ids=["packed", "padded"])
+def test_top_one_and_top_k_equal_the_pipeline(pack_length):
+    """Rows packed side by side (the default for XLM-R rows this short) or each padded on its own: the same scores."""
+    tokenized, result = classify(TINY_MODEL, TEXTS, top_k=2, pack_length=pack_length)
     assert result.column_names == [
-        "id", "n_tokens", "truncated", "_cut_at_max_chars", "label", "score", "scores", "error", "_padded_tokens"
+        "id", "n_tokens", "truncated", "_cut_at_max_chars", "label", "score", "scores", "error", "_padded_tokens",
+        *TIMING_COLUMNS,
     ]
     assert tokenized.column("truncated").to_pylist() == [False] * 5 + [True]
     pipe = reference(TINY_MODEL)
@@ -77,7 +81,7 @@ def test_top_one_and_top_k_equal_the_pipeline():
 
 
 def test_pairs_equal_the_pipeline_and_are_cut_longest_first():
-    tokenized, result = classify(TINY_MODEL, TEXTS, PAIRS, top_k=3)
+    tokenized, result = classify(TINY_MODEL, TEXTS, PAIRS, top_k=3, pack_length=16)  # some rows packed, some not
     expected = reference(TINY_MODEL)(inputs(TEXTS, PAIRS), top_k=None, truncation=True, max_length=WINDOW)
     assert_top(result, expected, top_k=3)
     ids = tokenized.column("input_ids").to_pylist()

@@ -75,9 +75,11 @@ def assert_same(ours: list[dict], theirs: list[dict], where: str) -> None:
     assert np.allclose([e["score"] for e in ours], [e["score"] for e in theirs], atol=1e-4, rtol=0), where
 
 
-@pytest.fixture(scope="module")
-def tagger():
-    return TagEntities(str(TINY_MODEL), max_length=WINDOW, stride=16, buckets=(32, WINDOW), batch_tokens=256)
+@pytest.fixture(scope="module", params=[32, 0], ids=["some-packed", "padded"])
+def tagger(request):
+    """Windows of up to 32 tokens packed side by side into model rows (XLM-R), longer ones padded; or all padded."""
+    return TagEntities(str(TINY_MODEL), max_length=WINDOW, stride=16, buckets=(32, WINDOW), batch_tokens=256,
+                       pack_length=request.param)
 
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)

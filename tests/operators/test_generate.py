@@ -11,7 +11,7 @@ from textbatch.jobs.generate import TINY_MODEL
 from textbatch.models import FlaxT5ForConditionalGeneration
 from textbatch.operators.columns import MissingColumnError
 from textbatch.operators.generate import GenerateText, generated_lengths
-from textbatch.operators.predict import TIMING_COLUMNS
+from textbatch.operators.timing import TIMING_COLUMNS
 from textbatch.tokenizers import T5Tokenizer
 
 PROMPTS = [

@@ -10,14 +10,8 @@ from textbatch.jobs.embed import EmbedOptions
 from textbatch.models import FlaxXLMRobertaModel, XLMRobertaConfig
 from textbatch.operators.batching import plan_batches
 from textbatch.operators.columns import MissingColumnError
-from textbatch.operators.predict import (
-    COMPILE_MS,
-    LOAD_MS,
-    PADDED_TOKENS,
-    TIMING_COLUMNS,
-    PredictEmbeddings,
-    flat_lists,
-)
+from textbatch.operators.predict import PADDED_TOKENS, PredictEmbeddings, flat_lists
+from textbatch.operators.timing import COMPILE_MS, LOAD_MS, TIMING_COLUMNS
 
 # Odd sizes catch transposes; 40 positions leave 38 usable tokens (XLM-R positions start after the pad id).
 CONFIG = dict(
@@ -102,12 +96,12 @@ def test_equals_a_direct_call_per_row(checkpoint, step, pooling, normalize):
 
 def test_a_row_does_not_depend_on_its_batch_mates(step, monkeypatch):
     rows = random_rows(31, seed=7)
-    monkeypatch.setattr(step, "batch_tokens", 1)
-    monkeypatch.setattr(step, "pack_length", 0)  # every row in a batch of its own
+    monkeypatch.setattr(step.model_calls, "batch_tokens", 1)
+    monkeypatch.setattr(step.model_calls, "pack_length", 0)  # every row in a batch of its own
     reference = embeddings(step(table(rows)))
-    monkeypatch.setattr(step, "pack_length", PACK_LENGTH)  # several rows in one model row
+    monkeypatch.setattr(step.model_calls, "pack_length", PACK_LENGTH)  # several rows in one model row
     np.testing.assert_allclose(embeddings(step(table(rows))), reference, atol=1e-5, rtol=0)
-    monkeypatch.setattr(step, "batch_tokens", 256)
+    monkeypatch.setattr(step.model_calls, "batch_tokens", 256)
     np.testing.assert_allclose(embeddings(step(table(rows))), reference, atol=1e-5, rtol=0)
     # The same rows among other company, in another order, in other padded lengths.
     others = random_rows(9, seed=8, lengths=(4, 5))

@@ -143,6 +143,8 @@ def test_pairs_with_top_k_end_to_end(ray_session, tmp_path):
     assert errors == {"text is null": 1, "text_pair is null": 1}
     assert (summary.rows, summary.errors, summary.truncated) == (len(ids), 2, sum(table.column("truncated").to_pylist()))
     assert summary.truncated >= 1
+    assert summary.load_seconds > 0 and summary.model_seconds >= summary.compile_seconds > 0  # the actor's timing
+    assert summary.compiled_shapes >= 1
     again = run_classify(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
     assert (again.rows, again.input_files, again.committed_files) == (0, 3, 3)
 

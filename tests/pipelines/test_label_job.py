@@ -206,5 +206,7 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     assert (summary.windows, summary.entities, summary.files) == (windows, found, len(output.files))
     assert summary.tokens == sum(row["n_tokens"] for row in rows.values())
     assert "windows:" in summary.format() and "entities:" in summary.format()
+    assert summary.load_seconds > 0 and summary.model_seconds >= summary.compile_seconds > 0  # the actor's timing
+    assert summary.compiled_shapes >= 1 and "model calls:" in summary.format()
     again = run_label(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
     assert (again.rows, again.committed_files) == (0, summary.input_files)

@@ -68,15 +68,13 @@ class ClassifyOptions(JobOptions):
     output: str = DEFAULT_OUTPUT
     model: str = str(TINY_MODEL)
     max_length: int | None = None  # tokens per text (pair), specials included; default: all the checkpoint takes
-    batch_tokens: int = 4096  # padded tokens per model call
+    batch_tokens: int | None = None  # padded tokens per model call; None: 1024 on a CPU, 4096 on a GPU or TPU
     text_pair_column: str | None = None
     top_k: int | None = None  # also write `scores`: the top_k best {label, score}
     function: str | None = None  # softmax, sigmoid or none; default: the checkpoint's problem type decides
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.batch_tokens is None:
-            raise ValueError("batch_tokens must be at least 1, got None")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {self.top_k}")
         if self.function is not None and self.function not in FUNCTIONS:
@@ -96,9 +94,9 @@ def output_columns(options: ClassifyOptions) -> tuple[str, ...]:
 def resolve_max_length(options: ClassifyOptions) -> tuple[int, Any]:
     """(max_length the job uses, the checkpoint's config); fails early for a checkpoint without a classifier."""
     from textbatch.models import FlaxAutoModelForSequenceClassification
+    from textbatch.operators.encoder_inputs import usable_length
     from textbatch.operators.encoders import check_runnable
     from textbatch.operators.flaubert_summary import check_summary_type
-    from textbatch.operators.padded_calls import usable_length
 
     location = model_location(options.model)
     config = checkpoint_config(location, FlaxAutoModelForSequenceClassification)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from textbatch.jobs.input_groups import DEFAULT_COMMIT_BYTES
+from textbatch.operators.timing import COMPILE_MS, LOAD_MS, MODEL_MS, SHAPES, TIMING_COLUMNS
 from textbatch.operators.tokenize import CUT_AT_MAX_CHARS
 from textbatch.redact import redact
 
@@ -24,7 +25,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SAMPLE_CORPUS = ASSETS / "sample_corpus"
 DTYPES = ("float32", "bfloat16")
 ON_BAD_FILE = ("fail", "skip")  # operators/preflight.py's (not imported from there: that pulls in Ray)
-REPORT_SUMS = (CUT_AT_MAX_CHARS,)  # internal columns every job's sink sums for the summary
+REPORT_SUMS = (CUT_AT_MAX_CHARS, *TIMING_COLUMNS)  # internal columns every job's sink sums for the summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +109,9 @@ class JobOptions:
 
 @dataclasses.dataclass(frozen=True)
 class JobSummary:
-    """The run report every job prints; `lines()` is what a job extends."""
+    """The run report every job prints; `lines()` is what a job extends. Where the wall time went: the model actors'
+    seconds loading the checkpoint, in model calls (compiling included) and compiling (operators/timing.py); the rest
+    of the wall time is Ray's start-up, reading, tokenizing and writing that the model calls did not hide."""
 
     output: str
     rows: int
@@ -124,6 +127,10 @@ class JobSummary:
     committed_files: int = 0  # ... of which were already committed (a resumed run, --incremental) and not processed
     cut_at_max_chars: int = 0  # of the truncated rows, those whose text was cut to max_chars
     skipped_files: tuple = ()  # a preflight.SkippedFile (path, problem) per input file left out (--on-bad-file skip)
+    load_seconds: float = 0.0
+    model_seconds: float = 0.0
+    compile_seconds: float = 0.0
+    compiled_shapes: int = 0
 
     @classmethod
     def from_run(cls, run: JobRun, **extra: Any):
@@ -154,12 +161,17 @@ class JobSummary:
             truncated=counts.truncated,
             wall_seconds=wall_seconds,
             cut_at_max_chars=int(counts.sums.get(CUT_AT_MAX_CHARS, 0)),
+            load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,
+            model_seconds=counts.sums.get(MODEL_MS, 0) / 1000,
+            compile_seconds=counts.sums.get(COMPILE_MS, 0) / 1000,
+            compiled_shapes=int(counts.sums.get(SHAPES, 0)),
             **extra,
         )
 
     def lines(self) -> list[tuple[str, str]]:
         inputs = [("inputs", f"{self.input_files} files, {self.committed_files} already committed")]
         cut = f" ({self.cut_at_max_chars} cut at --max-chars)" if self.cut_at_max_chars else ""
+        wall = self.wall_seconds or 1.0
         return [
             ("output", f"{redact(self.output)} ({self.files} files)"),
             *(inputs if self.input_files else []),
@@ -169,7 +181,11 @@ class JobSummary:
             ("padding efficiency", f"{self.padding_efficiency:.1%}"),
             ("truncated", f"{self.truncated}{cut}"),
             ("errors", f"{self.errors}"),
-        ] + ([("skipped files", f"{len(self.skipped_files)}")] if self.skipped_files else [])
+            *([("skipped files", f"{len(self.skipped_files)}")] if self.skipped_files else []),
+            ("model load", f"{self.load_seconds:.1f} s ({self.load_seconds / wall:.0%} of wall)"),
+            ("model calls", f"{self.model_seconds:.1f} s ({self.model_seconds / wall:.0%} of wall)"),
+            ("  compiling", f"{self.compile_seconds:.1f} s ({self.compiled_shapes} shapes)"),
+        ]
 
     def format(self) -> str:
         text = []

@@ -34,17 +34,9 @@ from textbatch.jobs.common import (
     read_and_tokenize,
     run_job,
 )
-from textbatch.operators.padded_calls import usable_length
+from textbatch.operators.encoder_calls import PACK_LENGTH, SHAPE_COST
+from textbatch.operators.encoder_inputs import usable_length
 from textbatch.operators.pooling import POOLINGS
-from textbatch.operators.predict import (
-    COMPILE_MS,
-    LOAD_MS,
-    MODEL_MS,
-    PACK_LENGTH,
-    SHAPE_COST,
-    SHAPES,
-    TIMING_COLUMNS,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -88,22 +80,7 @@ class EmbedOptions(JobOptions):
 
 @dataclasses.dataclass(frozen=True)
 class EmbedSummary(JobSummary):
-    """The shared run report; `tokens` are the tokens embedded. Where the wall time went: the model actors' seconds
-    loading the checkpoint, in model calls (compiling included) and compiling; the rest of the wall time is Ray's
-    start-up, reading, tokenizing and writing that the model calls did not hide."""
-
-    load_seconds: float = 0.0
-    model_seconds: float = 0.0
-    compile_seconds: float = 0.0
-    compiled_shapes: int = 0
-
-    def lines(self) -> list[tuple[str, str]]:
-        wall = self.wall_seconds or 1.0
-        return super().lines() + [
-            ("model load", f"{self.load_seconds:.1f} s ({self.load_seconds / wall:.0%} of wall)"),
-            ("model calls", f"{self.model_seconds:.1f} s ({self.model_seconds / wall:.0%} of wall)"),
-            ("  compiling", f"{self.compile_seconds:.1f} s ({self.compiled_shapes} shapes)"),
-        ]
+    """The shared run report; `tokens` are the tokens embedded."""
 
 
 def resolved_max_length(options: EmbedOptions) -> tuple[int, Any]:
@@ -184,15 +161,7 @@ def run_embed(
         metadata=run_metadata(options, max_length, config),
         build_dataset=functools.partial(build_embed_dataset, options, **operators),
         columns=OUTPUT_COLUMNS,
-        sum_columns=TIMING_COLUMNS,
     )
-    counts = run.counts
-    summary = EmbedSummary.from_run(
-        run,
-        load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,
-        model_seconds=counts.sums.get(MODEL_MS, 0) / 1000,
-        compile_seconds=counts.sums.get(COMPILE_MS, 0) / 1000,
-        compiled_shapes=int(counts.sums.get(SHAPES, 0)),
-    )
+    summary = EmbedSummary.from_run(run)
     logger.debug("embedding job done:\n%s", summary.format())
     return summary

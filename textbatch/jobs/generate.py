@@ -38,13 +38,6 @@ from textbatch.jobs.common import (
     run_job,
 )
 from textbatch.operators.generate import GENERATION_OPTIONS
-from textbatch.operators.predict import (
-    COMPILE_MS,
-    LOAD_MS,
-    MODEL_MS,
-    SHAPES,
-    TIMING_COLUMNS,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +114,6 @@ class GenerateSummary(JobSummary):
 
     generated_tokens: int = 0
     generated_tokens_per_second: float = 0.0
-    load_seconds: float = 0.0  # where the wall time went, as the embedding job reports it
-    model_seconds: float = 0.0
-    compile_seconds: float = 0.0
-    compiled_shapes: int = 0
 
     def lines(self) -> list[tuple[str, str]]:
         renamed = {"tokens": "prompt tokens", "tokens/s": "prompt tokens/s"}
@@ -134,12 +123,7 @@ class GenerateSummary(JobSummary):
             ("generated tokens", f"{self.generated_tokens}"),
             ("generated tokens/s", f"{self.generated_tokens_per_second:,.0f}"),
         ]
-        wall = self.wall_seconds or 1.0
-        return lines + [
-            ("model load", f"{self.load_seconds:.1f} s ({self.load_seconds / wall:.0%} of wall)"),
-            ("model calls", f"{self.model_seconds:.1f} s ({self.model_seconds / wall:.0%} of wall)"),
-            ("  compiling", f"{self.compile_seconds:.1f} s ({self.compiled_shapes} shapes)"),
-        ]
+        return lines
 
 
 def resolved_max_length(options: GenerateOptions) -> int:
@@ -214,7 +198,7 @@ def run_generate(
         build_dataset=functools.partial(build_generate_dataset, options, **operators),
         columns=OUTPUT_COLUMNS,
         tokens_column="n_input_tokens",
-        sum_columns=("n_generated_tokens", *TIMING_COLUMNS),
+        sum_columns=("n_generated_tokens",),
     )
     counts, wall = run.counts, run.wall_seconds
     generated = int(counts.sums.get("n_generated_tokens", 0))
@@ -222,10 +206,6 @@ def run_generate(
         run,
         generated_tokens=generated,
         generated_tokens_per_second=generated / wall if wall > 0 else 0.0,
-        load_seconds=counts.sums.get(LOAD_MS, 0) / 1000,
-        model_seconds=counts.sums.get(MODEL_MS, 0) / 1000,
-        compile_seconds=counts.sums.get(COMPILE_MS, 0) / 1000,
-        compiled_shapes=int(counts.sums.get(SHAPES, 0)),
     )
     logger.debug("generation job done:\n%s", summary.format())
     return summary

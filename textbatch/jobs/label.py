@@ -72,15 +72,13 @@ class LabelOptions(JobOptions):
     output: str = DEFAULT_OUTPUT
     model: str = str(TINY_MODEL)
     max_length: int | None = None  # the window: tokens per model call and text, <s> and </s> included; default all
-    batch_tokens: int = 4096  # padded tokens per model call
+    batch_tokens: int | None = None  # padded tokens per model call; None: 1024 on a CPU, 4096 on a GPU or TPU
     aggregation: str = "simple"
     labels_only: tuple[str, ...] | None = None  # e.g. ("B-PER", "I-PER") or ("PER",); None keeps every label but O
     stride: int | None = None  # tokens consecutive windows share; default min(128, half the window's text tokens)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.batch_tokens is None:
-            raise ValueError("batch_tokens must be at least 1, got None")
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if self.labels_only is not None:
@@ -120,8 +118,8 @@ class LabelPlan:
 def resolve_plan(options: LabelOptions) -> LabelPlan:
     """The window and stride the job uses; fails early, on the driver, for a checkpoint or options it cannot run."""
     from textbatch.models import FlaxAutoModelForTokenClassification
+    from textbatch.operators.encoder_inputs import usable_length
     from textbatch.operators.encoders import check_runnable
-    from textbatch.operators.padded_calls import usable_length
     from textbatch.operators.token_classify import uses_offsets
     from textbatch.operators.windows import special_frame, window_bounds
     from textbatch.operators.word_boundaries import check_word_aggregation

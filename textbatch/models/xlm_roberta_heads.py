@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from textbatch.models.activations import activation
-from textbatch.models.matmuls import product
+from textbatch.models.matmuls import dense_matmuls, product
 from textbatch.models.outputs import (
     CausalLMOutputWithCrossAttentions,
     MaskedLMOutput,
@@ -369,6 +369,15 @@ class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
             )
         as_dict = self.config.use_return_dict if return_dict is None else return_dict
         return outputs if as_dict else outputs.to_tuple()
+
+    def classify_states(self, states: jax.Array, params: dict | None = None) -> jax.Array:
+        """The head alone: `<s>` states [..., hidden] (the last hidden states' first token of each text, e.g. of
+        texts packed side by side into one model row) -> logits [..., num_labels], as the full call gives."""
+        head = XLMRobertaClassificationHead(self.config, self.dtype)
+        flat = states.reshape(-1, 1, states.shape[-1])  # the head reads position 0 of each row
+        with dense_matmuls():  # int8 kernels as stored, half precision accumulated in float32
+            logits = head.apply({"params": (self.params if params is None else params)["classifier"]}, flat)
+        return logits.reshape(*states.shape[:-1], logits.shape[-1])
 
 
 def resolve_problem_type(problem_type: str | None, num_labels: int, labels_dtype: Any) -> str:

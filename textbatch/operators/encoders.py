@@ -6,7 +6,7 @@ states, so a T5 checkpoint is refused here, before its weights are read, with a 
 `check_runnable` also serves the other jobs' drivers: a config no class here can be built from (FlauBERT with
 is_encoder=False) is refused before any actor starts.
 
-How long an input may be is the family's business (`padded_calls.usable_length`: XLM-R's positions start after the
+How long an input may be is the family's business (`encoder_inputs.usable_length`: XLM-R's positions start after the
 pad id, FlauBERT's at 0); the pad id and the special tokens come from the checkpoint's config and tokenizer, so the
 step itself needs nothing family-specific.
 """

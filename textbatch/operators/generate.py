@@ -33,19 +33,11 @@ import numpy as np
 import pyarrow as pa
 
 from textbatch.operators.batching import bucket_lengths, pad_rows, plan_batches
-from textbatch.operators.columns import require_columns
+from textbatch.operators.columns import require_columns, set_columns
 from textbatch.operators.compilation_cache import enable_compilation_cache
-from textbatch.operators.predict import (
-    COMPILE_MS,
-    DTYPES,
-    LOAD_MS,
-    MODEL_MS,
-    PADDED_TOKENS,
-    SHAPES,
-    flat_lists,
-    timing_columns,
-)
+from textbatch.operators.predict import DTYPES, PADDED_TOKENS, flat_lists
 from textbatch.operators.programs import MEASURED, CompiledShapes, PlannedCall, ShapeCost
+from textbatch.operators.timing import ActorClock
 
 logger = logging.getLogger(__name__)
 
@@ -147,12 +139,12 @@ class GenerateText:
         self.seed = int(seed)
         self.params = jax.device_put(self.model.params)
         self.programs = CompiledShapes(self.model.generation_function(self.config), "generate")
-        self._load_seconds = time.perf_counter() - started
+        self.clock = ActorClock(self.programs, load_seconds=time.perf_counter() - started)
         logger.info(
             "loaded %s (%s) in %.1fs on %s; padded prompt lengths %s; generation %s",
             model_path,
             dtype,
-            self._load_seconds,
+            self.clock.load_seconds,
             jax.devices()[0].platform,
             self.buckets,
             self.config,
@@ -215,8 +207,7 @@ class GenerateText:
             return error
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        started = time.perf_counter()
-        compiled_before, shapes_before = self.compile_seconds, len(self.programs.programs)
+        mark = self.clock.start()
         require_columns(batch, self.needs, type(self).__name__)
         values, offsets, lengths = flat_lists(batch.column("input_ids"))
         errors = batch.column("error").to_pylist()
@@ -254,16 +245,4 @@ class GenerateText:
             ("error", pa.array(errors, type=pa.string())),
             (PADDED_TOKENS, pa.array(shares)),
         ]
-        milliseconds = {
-            LOAD_MS: 1000 * self._load_seconds,
-            MODEL_MS: 1000 * (time.perf_counter() - started),
-            COMPILE_MS: 1000 * (self.compile_seconds - compiled_before),
-            SHAPES: len(self.programs.programs) - shapes_before,
-        }
-        if len(errors):
-            self._load_seconds = 0.0  # counted once per actor, on its first non-empty block
-        for name, column in added + timing_columns(len(errors), milliseconds):
-            if name in table.column_names:
-                table = table.drop_columns([name])
-            table = table.append_column(name, column)
-        return table
+        return set_columns(table, added + self.clock.columns(len(errors), mark))

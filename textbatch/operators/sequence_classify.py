@@ -1,8 +1,9 @@
 """Sequence-classification step (the model actor): input_ids -> label, score (and scores), one compiled program per
 padded shape.
 
-Per block: rows (a text, or a text pair framed as one sequence) are batched by length into a few padded shapes
-(padded_calls.py), the model gives each row its logits, and the scores are those of transformers'
+Per block: rows (a text, or a text pair framed as one sequence) go through `encoder_calls.EncoderCalls` (an XLM-R's
+short rows packed side by side into model rows, each classified from its own `<s>` state; the others batched by
+length into a few padded shapes), the model gives each row its logits, and the scores are those of transformers'
 text-classification pipeline: `function` "softmax", "sigmoid" or "none" applied to the logits (default: the
 checkpoint's problem type decides, see `default_function`); `label` and `score` are the best label and its score;
 with `top_k`, `scores` lists the `top_k` best `{label, score}`, best first (equal scores keep label order).
@@ -11,7 +12,7 @@ A row's scores do not depend on its padding: FlauBERT classifiers whose summary_
 the mean over positions summarise the real tokens only (flaubert_summary.py), as the reference does for a text alone.
 
 Rows with `error` set pass through with null results. Columns out: `label`, `score` (float32), `scores` (with
-`top_k`), `error`, and the internal `_padded_tokens`; input_ids is dropped.
+`top_k`), `error`, and the internal `_padded_tokens` and timing columns (timing.py); input_ids is dropped.
 """
 
 from __future__ import annotations
@@ -23,11 +24,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from textbatch.operators.columns import require_columns
+from textbatch.operators.columns import require_columns, set_columns
 from textbatch.operators.compilation_cache import enable_compilation_cache
+from textbatch.operators.encoder_calls import (
+    PACK_LENGTH,
+    SHAPE_COST,
+    EncoderCalls,
+    attention_within_segments,
+    flat_rows,
+)
+from textbatch.operators.encoder_inputs import DTYPES, list_rows, resolve_buckets, usable_length
 from textbatch.operators.flaubert_summary import summary_over_real_tokens
-from textbatch.operators.padded_calls import DTYPES, PaddedCaller, list_rows, resolve_buckets, usable_length
+from textbatch.operators.pooling import pool_segments
 from textbatch.operators.predict import PADDED_TOKENS
+from textbatch.operators.timing import ActorClock
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +74,9 @@ def best_first(scores: np.ndarray, top_k: int) -> np.ndarray:
 
 class ClassifySequences:
     """Callable for `map_batches(batch_format="pyarrow")`: loads the checkpoint once per actor (XLM-R or FlauBERT,
-    any `FlaxAutoModelForSequenceClassification`). `compilation_cache` is JAX's persistent cache (a folder or URL,
-    "off", or None for the default; see compilation_cache.py)."""
+    any `FlaxAutoModelForSequenceClassification`). `batch_tokens` (default: 1,024 on a CPU, 4,096 on an accelerator),
+    `shape_cost` and `pack_length` steer the model calls (encoder_calls.EncoderCalls); `compilation_cache` is JAX's
+    persistent cache (a folder or URL, "off", or None for the default; see compilation_cache.py)."""
 
     needs = ("input_ids", "error")
 
@@ -76,9 +87,11 @@ class ClassifySequences:
         function: str | None = None,
         top_k: int | None = None,
         dtype: str = "float32",
-        batch_tokens: int = 4096,
+        batch_tokens: int | None = None,
         max_length: int | None = None,
         buckets: tuple[int, ...] | None = None,
+        shape_cost: float | str | None = SHAPE_COST,
+        pack_length: int | None = PACK_LENGTH,
         compilation_cache: str | None = None,
         weights: dict[str, Any] | None = None,
     ):
@@ -104,30 +117,46 @@ class ClassifySequences:
         self.function = function or default_function(model.config)
         self.top_k = top_k
 
-        def logits(params, input_ids, mask):
-            with summary_over_real_tokens(model.config, mask):  # FlauBERT's "last" / "mean" summaries skip padding
-                outputs = model(input_ids, attention_mask=mask, params=params)
-            return outputs.logits.astype(jnp.float32)  # [batch, labels]
+        def logits(params, inputs):
+            """[batch, labels] of padded rows; [batch, max_segments, labels] of packed ones (XLM-R)."""
+            if "segments" in inputs:  # each packed row sees its own tokens and is classified from its own <s>
+                segments = inputs["segments"]
+                sees = attention_within_segments(segments)
+                outputs = model(
+                    inputs["ids"], attention_mask=sees, position_ids=inputs["positions"], params=params,
+                    output_hidden_states=True,
+                )
+                hidden = outputs.hidden_states[-1]
+                firsts = pool_segments(hidden, segments, self.model_calls.max_segments, "cls").astype(hidden.dtype)
+                return model.classify_states(firsts, params).astype(jnp.float32)
+            with summary_over_real_tokens(model.config, inputs["mask"]):  # FlauBERT's "last" / "mean" skip padding
+                outputs = model(inputs["ids"], attention_mask=inputs["mask"], params=params)
+            return outputs.logits.astype(jnp.float32)
 
-        self.caller = PaddedCaller.for_model(model, logits, batch_tokens=batch_tokens, buckets=self.buckets)
+        self.model_calls = EncoderCalls.for_model(
+            logits, model, describe="the classifier", max_length=self.max_length, batch_tokens=batch_tokens,
+            buckets=self.buckets, pack_length=pack_length, shape_cost=shape_cost,
+        )
+        self.clock = ActorClock(self.model_calls.programs, load_seconds=time.perf_counter() - started)
         logger.info(
             "loaded %s (%s, labels %s, %s) in %.1fs on %s; padded lengths %s",
             model_path,
             dtype,
             self.labels,
             self.function,
-            time.perf_counter() - started,
+            self.clock.load_seconds,
             jax.devices()[0].platform,
             self.buckets,
         )
 
     def scores_of(self, rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Scores [rows, labels] of token id rows (framed, each 1..max_length long), and each row's padded share."""
-        outputs, shares = self.caller(rows)
-        logits = np.stack(outputs) if outputs else np.zeros((0, len(self.labels)), np.float32)
-        return apply_function(logits, self.function), shares
+        values, offsets = flat_rows(rows)
+        logits, shares = self.model_calls(values, offsets, np.arange(len(rows)))
+        return apply_function(logits.reshape(len(rows), len(self.labels)), self.function), shares
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        mark = self.clock.start()
         require_columns(batch, self.needs, type(self).__name__)
         rows = list_rows(batch.column("input_ids"))
         errors = batch.column("error").to_pylist()
@@ -146,13 +175,9 @@ class ClassifySequences:
                 labels[index], best[index] = self.labels[order[0]], float(row_scores[order[0]])
                 if self.top_k is not None:
                     ranked[index] = [{"label": self.labels[k], "score": float(row_scores[k])} for k in order]
-        table = batch.drop_columns(["input_ids", "error"])
-        names = ("label", "score", "scores", PADDED_TOKENS)
-        table = table.drop_columns([name for name in names if name in table.column_names])
-        table = table.append_column("label", pa.array(labels, type=pa.string()))
-        table = table.append_column("score", pa.array(best, type=pa.float32()))
+        added = [("label", pa.array(labels, type=pa.string())), ("score", pa.array(best, type=pa.float32()))]
         if self.top_k is not None:
-            table = table.append_column("scores", pa.array(ranked, type=SCORES_TYPE))
-        return table.append_column("error", pa.array(errors, type=pa.string())).append_column(
-            PADDED_TOKENS, pa.array(shares)
-        )
+            added.append(("scores", pa.array(ranked, type=SCORES_TYPE)))
+        added += [("error", pa.array(errors, type=pa.string())), (PADDED_TOKENS, pa.array(shares))]
+        table = batch.drop_columns(["input_ids", "error"])
+        return set_columns(table, added + self.clock.columns(len(rows), mark))

@@ -1,17 +1,18 @@
 """Token-classification step (the model actor): input_ids + offsets + text -> entities, every token of a text tagged.
 
 Per block: each text's tokens are cut into overlapping windows of the model's window (windows.py; a text that fits
-is one window), every window of the block is batched by length into a few padded shapes (padded_calls.py), the
-model gives each token its label scores (softmax, in float32), and entities.py turns each text's windows into entity
+is one window), every window of the block goes through `encoder_calls.EncoderCalls` (an XLM-R's short windows packed
+side by side into model rows, the others batched by length into a few padded shapes), the model gives each token
+its label scores (softmax, in float32), and entities.py turns each text's windows into entity
 spans with the aggregation strategy of transformers' token-classification pipeline.
 
 Columns in: input_ids (the whole text, framed once by its special tokens: Tokenize with `max_length=None`), offsets
 (Tokenize's `offsets=True`), text (`keep_text=True`), error. A tokenizer without character offsets (FlauBERT's)
 needs only input_ids and error (`TagEntities.needs`): its entities have null `start`/`end`, words are found from its
 end-of-word marks (word_boundaries.py), and windows are merged by token positions. Columns out: `entities` (a list
-of structs, see `entity_type`; null where `error` is set; empty when a text has no tokens or nothing but "O"), `error`, and the
-internal `_padded_tokens`, `_windows` and `_entities` counts for the run report. input_ids, offsets and text are
-dropped.
+of structs, see `entity_type`; null where `error` is set; empty when a text has no tokens or nothing but "O"),
+`error`, and for the run report the internal `_padded_tokens`, `_windows` and `_entities` counts and the timing
+columns (timing.py). input_ids, offsets and text are dropped.
 """
 
 from __future__ import annotations
@@ -23,11 +24,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from textbatch.operators.columns import require_columns
+from textbatch.operators.columns import require_columns, set_columns
 from textbatch.operators.compilation_cache import enable_compilation_cache
+from textbatch.operators.encoder_calls import (
+    PACK_LENGTH,
+    SHAPE_COST,
+    EncoderCalls,
+    attention_within_segments,
+    flat_rows,
+)
+from textbatch.operators.encoder_inputs import DTYPES, list_rows, resolve_buckets, usable_length
 from textbatch.operators.entities import EntityAggregator, Window
-from textbatch.operators.padded_calls import DTYPES, PaddedCaller, list_rows, resolve_buckets, usable_length
 from textbatch.operators.predict import PADDED_TOKENS
+from textbatch.operators.timing import ActorClock
 from textbatch.operators.tokenize import offsets_unavailable
 from textbatch.operators.windows import special_frame, window_bounds
 from textbatch.operators.word_boundaries import check_word_aggregation, continues_by_end_marks, end_of_word_suffix
@@ -58,7 +67,8 @@ class TagEntities:
     """Callable for `map_batches(batch_format="pyarrow")`: loads the checkpoint and its tokenizer once per actor.
 
     `max_length` is the window (special tokens included; default: all the checkpoint takes), `stride` the tokens two
-    consecutive windows share; `compilation_cache` is JAX's persistent cache (a folder or URL, "off", or None for the
+    consecutive windows share; `batch_tokens` (default: 1,024 on a CPU, 4,096 on an accelerator), `shape_cost` and
+    `pack_length` steer the model calls (encoder_calls.EncoderCalls); `compilation_cache` is JAX's persistent cache (a folder or URL, "off", or None for the
     default; see compilation_cache.py).
     """
 
@@ -70,9 +80,11 @@ class TagEntities:
         labels_only: tuple[str, ...] | None = None,
         stride: int = DEFAULT_STRIDE,
         dtype: str = "float32",
-        batch_tokens: int = 4096,
+        batch_tokens: int | None = None,
         max_length: int | None = None,
         buckets: tuple[int, ...] | None = None,
+        shape_cost: float | str | None = SHAPE_COST,
+        pack_length: int | None = PACK_LENGTH,
         compilation_cache: str | None = None,
         weights: dict[str, Any] | None = None,
     ):
@@ -107,17 +119,25 @@ class TagEntities:
         )
         self.type = entity_type(aggregation)
 
-        def scores(params, input_ids, mask):
-            logits = model(input_ids, attention_mask=mask, params=params).logits  # [batch, len, labels]
+        def scores(params, inputs):
+            if "segments" in inputs:  # packed windows: each sees its own tokens, its positions from its own start
+                sees = attention_within_segments(inputs["segments"])
+                logits = model(inputs["ids"], attention_mask=sees, position_ids=inputs["positions"], params=params).logits
+            else:
+                logits = model(inputs["ids"], attention_mask=inputs["mask"], params=params).logits  # [batch, len, labels]
             return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
-        self.caller = PaddedCaller.for_model(model, scores, batch_tokens=batch_tokens, buckets=self.buckets)
+        self.model_calls = EncoderCalls.for_model(
+            scores, model, describe="the token classifier", max_length=self.max_length, batch_tokens=batch_tokens,
+            buckets=self.buckets, pack_length=pack_length, shape_cost=shape_cost, per_token=True,
+        )
+        self.clock = ActorClock(self.model_calls.programs, load_seconds=time.perf_counter() - started)
         logger.info(
             "loaded %s (%s, labels %s) in %.1fs on %s; window %d tokens, stride %d; padded lengths %s",
             model_path,
             dtype,
             self.aggregator.labels,
-            time.perf_counter() - started,
+            self.clock.load_seconds,
             jax.devices()[0].platform,
             self.max_length,
             self.stride,
@@ -141,7 +161,8 @@ class TagEntities:
                 plan.append((number, start, stop))
                 body = ids[self.before + start : self.before + stop]
                 model_rows.append(np.concatenate([head, body, tail]))
-        outputs, shares = self.caller(model_rows)
+        values, offsets = flat_rows(model_rows)
+        outputs, shares = self.model_calls(values, offsets, np.arange(len(model_rows)))
         windows: list[list[Window]] = [[] for _ in rows]
         padded = np.zeros(len(rows), dtype=np.float64)
         for (number, start, stop), scores, share in zip(plan, outputs, shares):
@@ -170,6 +191,7 @@ class TagEntities:
         return continues_by_end_marks(pieces, unknown, self.word_end, self.specials)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        mark = self.clock.start()
         require_columns(batch, self.needs, type(self).__name__)
         rows = list_rows(batch.column("input_ids"))
         if self.with_offsets:
@@ -191,13 +213,11 @@ class TagEntities:
         counts = np.fromiter((len(found or ()) for found in results), dtype=np.int64, count=len(rows))
         consumed = ("input_ids", "offsets", "text", "error")
         table = batch.drop_columns([name for name in consumed if name in batch.column_names])
-        for name in ("entities", PADDED_TOKENS, WINDOWS, ENTITIES):
-            if name in table.column_names:
-                table = table.drop_columns([name])
-        return (
-            table.append_column("entities", pa.array(results, type=self.type))
-            .append_column("error", pa.array(errors, type=pa.string()))
-            .append_column(PADDED_TOKENS, pa.array(padded))
-            .append_column(WINDOWS, pa.array(windows))
-            .append_column(ENTITIES, pa.array(counts))
-        )
+        added = [
+            ("entities", pa.array(results, type=self.type)),
+            ("error", pa.array(errors, type=pa.string())),
+            (PADDED_TOKENS, pa.array(padded)),
+            (WINDOWS, pa.array(windows)),
+            (ENTITIES, pa.array(counts)),
+        ]
+        return set_columns(table, added + self.clock.columns(len(rows), mark))

@@ -35,7 +35,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from textbatch.operators.columns import require_columns
+from textbatch.operators.columns import require_columns, set_columns
 from textbatch.operators.row_errors import (
     NULL_PAIR,
     NULL_TEXT,
@@ -185,11 +185,7 @@ class Tokenize:
             columns.append(("offsets", _span_lists(spans, lengths)))
         if self.keep_text:
             columns.append(("text", pa.array(texts, type=pa.string())))
-        for name, column in columns:
-            if name in table.column_names:  # re-running over an already tokenized table replaces, never duplicates
-                table = table.drop_columns([name])
-            table = table.append_column(name, column)
-        return table
+        return set_columns(table, columns)
 
 
 def _int32_lists(rows: list[list[int]], lengths: np.ndarray) -> pa.ListArray:
