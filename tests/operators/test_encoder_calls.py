@@ -83,8 +83,8 @@ def test_each_row_gets_its_own_result_back_in_the_order_asked(pack_length):
 
 
 def test_a_family_without_packing_pads_every_row():
-    step = EncoderCalls(ids_and_positions, {}, describe="-", pad_id=PAD, first_position=None, batch_tokens=64, buckets=(8, 32),
-                        pack_length=128)
+    step = EncoderCalls(ids_and_positions, {}, describe="-", pad_id=PAD, first_position=None, batch_tokens=64,
+                        buckets=(8, 32), pack_length=128)
     assert step.pack_length == 0
     with pytest.raises(ValueError, match="pack_length must be 0"):
         EncoderCalls(ids_and_positions, {}, describe="-", pad_id=PAD, first_position=2, batch_tokens=64, buckets=(8,),

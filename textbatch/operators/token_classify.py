@@ -3,8 +3,8 @@
 Per block: each text's tokens are cut into overlapping windows of the model's window (windows.py; a text that fits
 is one window), every window of the block goes through `encoder_calls.EncoderCalls` (an XLM-R's short windows packed
 side by side into model rows, the others batched by length into a few padded shapes), the model gives each token
-its label scores (softmax, in float32), and entities.py turns each text's windows into entity
-spans with the aggregation strategy of transformers' token-classification pipeline.
+its label scores (softmax, in float32), and entities.py turns each text's windows into entity spans with the
+aggregation strategy of transformers' token-classification pipeline.
 
 Columns in: input_ids (the whole text, framed once by its special tokens: Tokenize with `max_length=None`), offsets
 (Tokenize's `offsets=True`), text (`keep_text=True`), error. A tokenizer without character offsets (FlauBERT's)
@@ -68,8 +68,8 @@ class TagEntities:
 
     `max_length` is the window (special tokens included; default: all the checkpoint takes), `stride` the tokens two
     consecutive windows share; `batch_tokens` (default: 1,024 on a CPU, 4,096 on an accelerator), `shape_cost` and
-    `pack_length` steer the model calls (encoder_calls.EncoderCalls); `compilation_cache` is JAX's persistent cache (a folder or URL, "off", or None for the
-    default; see compilation_cache.py).
+    `pack_length` steer the model calls (encoder_calls.EncoderCalls); `compilation_cache` is JAX's persistent cache
+    (a folder or URL, "off", or None for the default; see compilation_cache.py).
     """
 
     def __init__(
@@ -120,12 +120,13 @@ class TagEntities:
         self.type = entity_type(aggregation)
 
         def scores(params, inputs):
+            """[batch, len, labels] label scores of each token."""
             if "segments" in inputs:  # packed windows: each sees its own tokens, its positions from its own start
                 sees = attention_within_segments(inputs["segments"])
-                logits = model(inputs["ids"], attention_mask=sees, position_ids=inputs["positions"], params=params).logits
+                outputs = model(inputs["ids"], attention_mask=sees, position_ids=inputs["positions"], params=params)
             else:
-                logits = model(inputs["ids"], attention_mask=inputs["mask"], params=params).logits  # [batch, len, labels]
-            return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+                outputs = model(inputs["ids"], attention_mask=inputs["mask"], params=params)
+            return jax.nn.softmax(outputs.logits.astype(jnp.float32), axis=-1)
 
         self.model_calls = EncoderCalls.for_model(
             scores, model, describe="the token classifier", max_length=self.max_length, batch_tokens=batch_tokens,
