@@ -6,7 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from textbatch.jobs.classify import ClassifyOptions
 from textbatch.jobs.embed import EmbedOptions
+from textbatch.jobs.label import LabelOptions
 from textbatch.models import FlaxXLMRobertaModel, XLMRobertaConfig
 from textbatch.operators.batching import plan_batches
 from textbatch.operators.columns import MissingColumnError
@@ -139,8 +141,9 @@ def test_options_are_checked(checkpoint):
         PredictEmbeddings(checkpoint[0], pooling="max")
     with pytest.raises(ValueError, match="pack_length must be 0"):
         PredictEmbeddings(checkpoint[0], pack_length=-1)
-    with pytest.raises(ValueError, match="pack_length must be 0"):
-        EmbedOptions(pack_length=-1)  # the job's option, checked on the driver
+    for job_options in (EmbedOptions, ClassifyOptions, LabelOptions):
+        with pytest.raises(ValueError, match="pack_length must be 0"):
+            job_options(pack_length=-1)  # the jobs' option, checked on the driver
     assert PredictEmbeddings(checkpoint[0]).pack_length == 38  # no longer than a row may be
 
 

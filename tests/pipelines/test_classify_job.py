@@ -124,6 +124,7 @@ def test_pairs_with_top_k_end_to_end(ray_session, tmp_path):
         max_length=WINDOW,
         padded_lengths=(32, WINDOW),
         batch_tokens=256,
+        pack_length=16,  # the short pairs packed side by side, the others padded
         rows_per_model_call=8,
         rows_per_tokenizer_call=4,
     )

@@ -31,7 +31,6 @@ from typing import Any
 from textbatch.jobs.common import (
     ASSETS,
     SAMPLE_CORPUS,
-    JobOptions,
     JobSummary,
     base_metadata,
     check_job_input,
@@ -41,6 +40,7 @@ from textbatch.jobs.common import (
     read_and_tokenize,
     run_job,
 )
+from textbatch.jobs.encoder_options import EncoderJobOptions
 from textbatch.operators.sequence_classify import FUNCTIONS
 
 logger = logging.getLogger(__name__)
@@ -61,14 +61,13 @@ DEFAULT_OUTPUT = os.path.join("output", "labels")
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifyOptions(JobOptions):
-    """The shared options (common.JobOptions) with the classification job's defaults, plus the pair column, top-k
-    and the score function."""
+class ClassifyOptions(EncoderJobOptions):
+    """The shared options (common.JobOptions, encoder_options.EncoderJobOptions) with the classification job's
+    defaults, plus the pair column, top-k and the score function."""
 
     output: str = DEFAULT_OUTPUT
     model: str = str(TINY_MODEL)
     max_length: int | None = None  # tokens per text (pair), specials included; default: all the checkpoint takes
-    batch_tokens: int | None = None  # padded tokens per model call; None: 1024 on a CPU, 4096 on a GPU or TPU
     text_pair_column: str | None = None
     top_k: int | None = None  # also write `scores`: the top_k best {label, score}
     function: str | None = None  # softmax, sigmoid or none; default: the checkpoint's problem type decides
@@ -142,10 +141,10 @@ def build_classify_dataset(
             "function": options.function,
             "top_k": options.top_k,
             "dtype": options.dtype,
-            "batch_tokens": options.batch_tokens,
             "max_length": max_length,
             "buckets": options.padded_lengths,
             "compilation_cache": options.compilation_cache,
+            **options.model_call_options(),
         },
         options,
     )

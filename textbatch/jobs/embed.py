@@ -25,7 +25,6 @@ from typing import Any
 from textbatch.jobs.common import (
     ASSETS,
     SAMPLE_CORPUS,
-    JobOptions,
     JobSummary,
     base_metadata,
     check_job_input,
@@ -34,7 +33,7 @@ from textbatch.jobs.common import (
     read_and_tokenize,
     run_job,
 )
-from textbatch.operators.encoder_calls import PACK_LENGTH, SHAPE_COST
+from textbatch.jobs.encoder_options import EncoderJobOptions
 from textbatch.operators.encoder_inputs import usable_length
 from textbatch.operators.pooling import POOLINGS
 
@@ -55,25 +54,21 @@ DEFAULT_OUTPUT = os.path.join("output", "embeddings")
 
 
 @dataclasses.dataclass(frozen=True)
-class EmbedOptions(JobOptions):
-    """The shared options (common.JobOptions: input, output, model, columns, max_length, batch_tokens, actors,
-    dtype, resources) with the embedding job's defaults, plus pooling and normalize."""
+class EmbedOptions(EncoderJobOptions):
+    """The shared options (common.JobOptions: input, output, model, columns, max_length, actors, dtype, resources;
+    encoder_options.EncoderJobOptions: batch_tokens, shape_cost, pack_length) with the embedding job's defaults, plus
+    pooling and normalize."""
 
     output: str = DEFAULT_OUTPUT
     model: str = str(TINY_MODEL)
     max_length: int | None = None  # tokens per text, <s> and </s> included; default: all the checkpoint takes
-    batch_tokens: int | None = None  # padded tokens per model call; None: 1024 on a CPU, 4096 on a GPU or TPU
     pooling: str = "mean"
     normalize: bool = True
-    shape_cost: float | str | None = SHAPE_COST  # a new shape's worth in padded tokens, "measured"; None: pad least
-    pack_length: int | None = PACK_LENGTH  # XLM-R rows up to this many tokens share model rows; 0 or None: never
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.pack_length is not None and self.pack_length < 0:
-            raise ValueError(f"pack_length must be 0 (no packing) or more, got {self.pack_length}")
         if self.max_length is not None and self.max_length < 3:
             raise ValueError(f"max_length must leave room for <s>, </s> and a token; got {self.max_length}")
 
@@ -123,12 +118,10 @@ def build_embed_dataset(
             "pooling": options.pooling,
             "normalize": options.normalize,
             "dtype": options.dtype,
-            "batch_tokens": options.batch_tokens,
             "max_length": max_length,
             "buckets": options.padded_lengths,
-            "shape_cost": options.shape_cost,
-            "pack_length": options.pack_length,
             "compilation_cache": options.compilation_cache,
+            **options.model_call_options(),
         },
         options,
     )

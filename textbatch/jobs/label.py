@@ -33,7 +33,6 @@ from typing import Any
 from textbatch.jobs.common import (
     ASSETS,
     SAMPLE_CORPUS,
-    JobOptions,
     JobSummary,
     base_metadata,
     check_job_input,
@@ -43,6 +42,7 @@ from textbatch.jobs.common import (
     read_and_tokenize,
     run_job,
 )
+from textbatch.jobs.encoder_options import EncoderJobOptions
 from textbatch.operators.entities import AGGREGATIONS
 
 logger = logging.getLogger(__name__)
@@ -65,14 +65,13 @@ DEFAULT_STRIDE = 128  # tokens two windows share, at most half the window
 
 
 @dataclasses.dataclass(frozen=True)
-class LabelOptions(JobOptions):
-    """The shared options (common.JobOptions) with the NER job's defaults, plus the aggregation strategy, the labels
-    to keep and the windows' overlap."""
+class LabelOptions(EncoderJobOptions):
+    """The shared options (common.JobOptions, encoder_options.EncoderJobOptions) with the NER job's defaults, plus
+    the aggregation strategy, the labels to keep and the windows' overlap."""
 
     output: str = DEFAULT_OUTPUT
     model: str = str(TINY_MODEL)
     max_length: int | None = None  # the window: tokens per model call and text, <s> and </s> included; default all
-    batch_tokens: int | None = None  # padded tokens per model call; None: 1024 on a CPU, 4096 on a GPU or TPU
     aggregation: str = "simple"
     labels_only: tuple[str, ...] | None = None  # e.g. ("B-PER", "I-PER") or ("PER",); None keeps every label but O
     stride: int | None = None  # tokens consecutive windows share; default min(128, half the window's text tokens)
@@ -183,10 +182,10 @@ def build_label_dataset(
             "labels_only": options.labels_only,
             "stride": plan.stride,
             "dtype": options.dtype,
-            "batch_tokens": options.batch_tokens,
             "max_length": plan.max_length,
             "buckets": options.padded_lengths,
             "compilation_cache": options.compilation_cache,
+            **options.model_call_options(),
         },
         options,
     )
