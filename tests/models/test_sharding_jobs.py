@@ -85,3 +85,19 @@ def test_an_int8_embedding_actor_agrees_with_float32():
     ours, theirs = full.embed_ids(rows)[0], int8.embed_ids(rows)[0]
     similarity = np.sum(ours * theirs, -1) / (np.linalg.norm(ours, axis=-1) * np.linalg.norm(theirs, axis=-1))
     assert similarity.min() >= 0.999
+
+
+def test_an_int8_classifier_scores_packed_rows_as_padded_ones():
+    """The head applied to packed rows' own <s> states (classify_states) reads int8 kernels as the full call does."""
+    from textbatch.operators.sequence_classify import ClassifySequences
+
+    rows = [np.array(row) for row in ([0, 5, 17, 33, 2], [0, 9, 2], [0, 41, 40, 39, 38, 37, 2])]
+    weights = {"load_in_8bit": True, "mesh": "data=1,model=1", "devices_per_actor": 1}
+    folder = str(common.ASSETS / "xlm-roberta-tiny-classifier")
+    packed, padded = (
+        ClassifySequences(folder, batch_tokens=64, compilation_cache="off", weights=weights, pack_length=length)
+        for length in (128, 0)
+    )
+    scores, _ = packed.scores_of(rows)
+    np.testing.assert_allclose(scores, padded.scores_of(rows)[0], atol=1e-5)
+    assert packed.model_calls.pack_length > 0 and all(key[0] == "packed" for key in packed.model_calls.programs.programs)
