@@ -69,7 +69,8 @@ def test_top_one_and_top_k_equal_the_pipeline(pack_length):
     """Rows packed side by side (the default for XLM-R rows this short) or each padded on its own: the same scores."""
     tokenized, result = classify(TINY_MODEL, TEXTS, top_k=2, pack_length=pack_length)
     assert result.column_names == [
-        "id", "n_tokens", "truncated", "_cut_at_max_chars", "label", "score", "scores", "error", "_padded_tokens",
+        "id", "n_tokens", "truncated", "_cut_at_max_chars", "_tokenize_ms", "label", "score", "scores", "error",
+        "_padded_tokens",
         *TIMING_COLUMNS,
     ]
     assert tokenized.column("truncated").to_pylist() == [False] * 5 + [True]

@@ -21,7 +21,10 @@ def test_rows_keep_their_ids_and_get_the_documented_result(step):
     texts = ["Der Zug.", "", None, "   ", "дождь " * 20, "図書館"]
     batch = pa.table({"id": [10, 11, 12, 13, 14, 15], "text": texts, "lang": ["de", "", "", "", "ru", "ja"]})
     result = step(batch)
-    assert result.column_names == ["id", "lang", "input_ids", "n_tokens", "truncated", "error", "_cut_at_max_chars"]
+    assert result.column_names == [
+        "id", "lang", "input_ids", "n_tokens", "truncated", "error", "_cut_at_max_chars", "_tokenize_ms"
+    ]
+    assert result.column("_tokenize_ms")[0].as_py() >= 0 and set(result.column("_tokenize_ms")[1:].to_pylist()) <= {0}
     assert result.column("id").to_pylist() == [10, 11, 12, 13, 14, 15]
     ids = result.column("input_ids").to_pylist()
     for index in (0, 4, 5):  # <s> ... </s>, cut where the tokenizer's own truncation cuts

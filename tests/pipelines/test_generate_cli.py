@@ -102,7 +102,7 @@ def test_summary_reports_prompt_and_generated_tokens():
         output="/out", rows=3, tokens=30, tokens_per_second=15.0, padding_efficiency=0.75, errors=1,
         error_kinds={"text is null": 1}, truncated=0, files=2, wall_seconds=2.0, generated_tokens=128,
         generated_tokens_per_second=64.0, load_seconds=0.5, model_seconds=1.5, compile_seconds=0.3,
-        compiled_shapes=2,
+        compiled_shapes=2, tokenize_seconds=0.2, write_seconds=0.1,
     )
     assert summary.format().splitlines() == [
         "output:             /out (2 files)",
@@ -118,5 +118,7 @@ def test_summary_reports_prompt_and_generated_tokens():
         "model load:         0.5 s (25% of wall)",
         "model calls:        1.5 s (75% of wall)",
         "  compiling:        0.3 s (2 shapes)",
+        "tokenizing:         0.20 s",
+        "writing:            0.10 s",
         "wall time:          2.0 s",
     ]

@@ -208,5 +208,6 @@ def test_job_end_to_end(ray_session, corpus, tmp_path):
     assert "windows:" in summary.format() and "entities:" in summary.format()
     assert summary.load_seconds > 0 and summary.model_seconds >= summary.compile_seconds > 0  # the actor's timing
     assert summary.compiled_shapes >= 1 and "model calls:" in summary.format()
+    assert summary.tokenize_seconds > 0 and summary.write_seconds > 0  # the tokenizer actors' and the writes' time
     again = run_label(dataclasses.replace(options, incremental=True))  # nothing new: nothing read or written
     assert (again.rows, again.committed_files) == (0, summary.input_files)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from textbatch.jobs.input_groups import DEFAULT_COMMIT_BYTES
-from textbatch.operators.timing import COMPILE_MS, LOAD_MS, MODEL_MS, SHAPES, TIMING_COLUMNS
+from textbatch.operators.timing import COMPILE_MS, LOAD_MS, MODEL_MS, SHAPES, TIMING_COLUMNS, TOKENIZE_MS, WRITE_MS
 from textbatch.operators.tokenize import CUT_AT_MAX_CHARS
 from textbatch.redact import redact
 
@@ -25,7 +25,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SAMPLE_CORPUS = ASSETS / "sample_corpus"
 DTYPES = ("float32", "bfloat16")
 ON_BAD_FILE = ("fail", "skip")  # operators/preflight.py's (not imported from there: that pulls in Ray)
-REPORT_SUMS = (CUT_AT_MAX_CHARS, *TIMING_COLUMNS)  # internal columns every job's sink sums for the summary
+REPORT_SUMS = (CUT_AT_MAX_CHARS, TOKENIZE_MS, *TIMING_COLUMNS)  # internal columns every job's sink sums for the summary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +109,10 @@ class JobOptions:
 
 @dataclasses.dataclass(frozen=True)
 class JobSummary:
-    """The run report every job prints; `lines()` is what a job extends. Where the wall time went: the model actors'
-    seconds loading the checkpoint, in model calls (compiling included) and compiling (operators/timing.py); the rest
-    of the wall time is Ray's start-up, reading, tokenizing and writing that the model calls did not hide."""
+    """The run report every job prints; `lines()` is what a job extends. Where the time went (operators/timing.py):
+    the model actors' seconds loading the checkpoint, in model calls (compiling included) and compiling; the tokenizer
+    actors' and the write tasks' seconds. They are the actors' own seconds, summed over actors: tokenizing and writing
+    overlap the model calls, and what the wall time has beyond them is Ray's start-up, reading and waiting."""
 
     output: str
     rows: int
@@ -131,6 +132,8 @@ class JobSummary:
     model_seconds: float = 0.0
     compile_seconds: float = 0.0
     compiled_shapes: int = 0
+    tokenize_seconds: float = 0.0
+    write_seconds: float = 0.0
 
     @classmethod
     def from_run(cls, run: JobRun, **extra: Any):
@@ -165,6 +168,8 @@ class JobSummary:
             model_seconds=counts.sums.get(MODEL_MS, 0) / 1000,
             compile_seconds=counts.sums.get(COMPILE_MS, 0) / 1000,
             compiled_shapes=int(counts.sums.get(SHAPES, 0)),
+            tokenize_seconds=counts.sums.get(TOKENIZE_MS, 0) / 1000,
+            write_seconds=counts.sums.get(WRITE_MS, 0) / 1000,
             **extra,
         )
 
@@ -185,6 +190,8 @@ class JobSummary:
             ("model load", f"{self.load_seconds:.1f} s ({self.load_seconds / wall:.0%} of wall)"),
             ("model calls", f"{self.model_seconds:.1f} s ({self.model_seconds / wall:.0%} of wall)"),
             ("  compiling", f"{self.compile_seconds:.1f} s ({self.compiled_shapes} shapes)"),
+            ("tokenizing", f"{self.tokenize_seconds:.2f} s"),
+            ("writing", f"{self.write_seconds:.2f} s"),
         ]
 
     def format(self) -> str:

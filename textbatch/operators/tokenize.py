@@ -31,6 +31,7 @@ Options for the other jobs:
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +45,7 @@ from textbatch.operators.row_errors import (
 )
 from textbatch.operators.template import PromptTemplate
 from textbatch.operators.texts import column_texts
+from textbatch.operators.timing import TOKENIZE_MS, on_first_row
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +139,7 @@ class Tokenize:
         return first[:keep_first], second[:keep_second], True
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
         require_columns(batch, self.needs, type(self).__name__)
         given = column_texts(batch.column("text"), self.max_chars)
         texts, errors, cut = given.texts, given.errors, given.cut
@@ -185,6 +188,7 @@ class Tokenize:
             columns.append(("offsets", _span_lists(spans, lengths)))
         if self.keep_text:
             columns.append(("text", pa.array(texts, type=pa.string())))
+        columns.append((TOKENIZE_MS, on_first_row(len(rows), 1000 * (time.perf_counter() - started))))
         return set_columns(table, columns)
 
 

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import posixpath
+import time
 from collections import Counter
 from typing import Any
 
@@ -40,6 +41,7 @@ from textbatch.operators.columns import require_columns
 from textbatch.operators.predict import PADDED_TOKENS
 from textbatch.operators.read import GROUP
 from textbatch.operators.row_errors import error_reason
+from textbatch.operators.timing import WRITE_MS
 from textbatch.operators.tokenize import CUT_AT_MAX_CHARS
 
 logger = logging.getLogger(__name__)
@@ -111,11 +113,12 @@ def error_reasons(errors: pa.ChunkedArray | pa.Array) -> Counter:
     return Counter(error_reason(message) for message in errors.drop_null().to_pylist())
 
 
-def _total(column: pa.ChunkedArray | pa.Array) -> int:
-    """Sum of an integer column, or of the values of a list column (nulls count 0)."""
+def _total(column: pa.ChunkedArray | pa.Array) -> int | float:
+    """Sum of a numeric column, or of the values of a list column (nulls count 0); a float column's stays a float."""
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
         column = pc.list_flatten(column)
-    return int(pc.sum(column).as_py() or 0)
+    total = pc.sum(column).as_py() or 0
+    return total if pa.types.is_floating(column.type) else int(total)
 
 
 class ResultParquetDatasink(BlockBasedFileDatasink):
@@ -157,6 +160,7 @@ class ResultParquetDatasink(BlockBasedFileDatasink):
 
     # -- write tasks ---------------------------------------------------------------------------------------------
     def write(self, blocks, ctx) -> WrittenCounts:
+        started = time.perf_counter()
         tables = [BlockAccessor.for_block(block).to_arrow() for block in blocks]
         tables = [table for table in tables if table.num_rows]
         if not tables:
@@ -173,6 +177,7 @@ class ResultParquetDatasink(BlockBasedFileDatasink):
             label, key = self.groups[group]
             self.write_part(table.filter(pc.equal(groups, group)), f"{label}-{ctx.task_idx:06d}", key)
             counts.files += 1
+        counts.sums[WRITE_MS] += 1000 * (time.perf_counter() - started)
         return counts
 
     def write_part(self, table: pa.Table, name: str, group_key: str) -> None:
