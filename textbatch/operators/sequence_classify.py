@@ -33,10 +33,10 @@ from textbatch.operators.encoder_calls import (
     attention_within_segments,
     flat_rows,
 )
-from textbatch.operators.encoder_inputs import DTYPES, list_rows, resolve_buckets, usable_length
+from textbatch.operators.encoder_inputs import DTYPES, resolve_buckets, usable_length
 from textbatch.operators.flaubert_summary import summary_over_real_tokens
 from textbatch.operators.pooling import pool_segments
-from textbatch.operators.predict import PADDED_TOKENS
+from textbatch.operators.predict import PADDED_TOKENS, flat_lists
 from textbatch.operators.timing import ActorClock
 
 logger = logging.getLogger(__name__)
@@ -149,27 +149,32 @@ class ClassifySequences:
             self.buckets,
         )
 
+    def scores_flat(self, values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores [len(rows), labels] of the token id rows `values[offsets[r]:offsets[r+1]]` for r in `rows` (framed,
+        each 1..max_length long), and each row's share of the padded area."""
+        logits, shares = self.model_calls(values, offsets, rows)
+        return apply_function(logits.reshape(len(rows), len(self.labels)), self.function), shares
+
     def scores_of(self, rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Scores [rows, labels] of token id rows (framed, each 1..max_length long), and each row's padded share."""
         values, offsets = flat_rows(rows)
-        logits, shares = self.model_calls(values, offsets, np.arange(len(rows)))
-        return apply_function(logits.reshape(len(rows), len(self.labels)), self.function), shares
+        return self.scores_flat(values, offsets, np.arange(len(rows)))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         mark = self.clock.start()
         require_columns(batch, self.needs, type(self).__name__)
-        rows = list_rows(batch.column("input_ids"))
+        values, offsets, lengths = flat_lists(batch.column("input_ids"))
         errors = batch.column("error").to_pylist()
-        for index, row in enumerate(rows):
-            if errors[index] is None and len(row) > self.max_length:
-                errors[index] = f"{len(row)} tokens is more than the model's maximum of {self.max_length}"
-        todo = [index for index, error in enumerate(errors) if error is None]
-        labels: list[str | None] = [None] * len(rows)
-        best: list[float | None] = [None] * len(rows)
-        ranked: list[list[dict] | None] = [None] * len(rows)
-        shares = np.zeros(len(rows), dtype=np.float64)
-        if todo:
-            scores, shares[todo] = self.scores_of([rows[index] for index in todo])
+        for index, length in enumerate(lengths):
+            if errors[index] is None and length > self.max_length:
+                errors[index] = f"{length} tokens is more than the model's maximum of {self.max_length}"
+        todo = np.array([index for index, error in enumerate(errors) if error is None], dtype=np.int64)
+        labels: list[str | None] = [None] * len(errors)
+        best: list[float | None] = [None] * len(errors)
+        ranked: list[list[dict] | None] = [None] * len(errors)
+        shares = np.zeros(len(errors), dtype=np.float64)
+        if len(todo):
+            scores, shares[todo] = self.scores_flat(values, offsets, todo)
             for index, row_scores in zip(todo, scores):
                 order = best_first(row_scores, self.top_k or 1)
                 labels[index], best[index] = self.labels[order[0]], float(row_scores[order[0]])
@@ -180,4 +185,4 @@ class ClassifySequences:
             added.append(("scores", pa.array(ranked, type=SCORES_TYPE)))
         added += [("error", pa.array(errors, type=pa.string())), (PADDED_TOKENS, pa.array(shares))]
         table = batch.drop_columns(["input_ids", "error"])
-        return set_columns(table, added + self.clock.columns(len(rows), mark))
+        return set_columns(table, added + self.clock.columns(len(errors), mark))
