@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from textbatch.operators.batching import bucket_lengths
 from textbatch.operators.columns import require_columns, set_columns
 from textbatch.operators.compilation_cache import enable_compilation_cache
 from textbatch.operators.encoder_calls import (
@@ -37,7 +36,7 @@ from textbatch.operators.encoder_calls import (
     attention_within_segments,
     flat_rows,
 )
-from textbatch.operators.encoder_inputs import usable_length
+from textbatch.operators.encoder_inputs import resolve_buckets, usable_length
 from textbatch.operators.encoders import encoder_config
 from textbatch.operators.pooling import POOLINGS, l2_normalize, pool, pool_segments
 from textbatch.operators.programs import ShapeCost
@@ -115,14 +114,7 @@ class PredictEmbeddings:
         self.pad_id = int(model.config.pad_token_id)  # FlauBERT's pad_index, XLM-R's <pad>: masked out either way
         limit = usable_length(model.config)
         self.max_length = int(max_length or limit)
-        if self.max_length > limit:
-            raise ValueError(f"max_length {self.max_length} exceeds what {model_path} can take ({limit} tokens)")
-        self.buckets = tuple(buckets) if buckets else bucket_lengths(self.max_length)
-        if not self.max_length <= self.buckets[-1] <= limit:
-            raise ValueError(
-                f"the longest padded length {self.buckets[-1]} must be between max_length {self.max_length} and "
-                f"what {model_path} can take ({limit})"
-            )
+        self.buckets = resolve_buckets(self.max_length, buckets, limit, model_path)
         self.hidden_size = int(model.config.hidden_size)
 
         def embed(params, inputs):
